@@ -1,0 +1,1 @@
+"""Pure ML logic and decisions: no Dagster import anywhere below this package."""

@@ -1,0 +1,131 @@
+"""Promotion gates: every gate reports its value, threshold and verdict, or why it does not apply.
+
+All gates must pass (or not apply) for a challenger to replace the champion. With no champion
+yet, the comparative gates do not apply and the absolute floors decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from enum import Enum
+
+
+class Verdict(str, Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    NOT_APPLICABLE = "n/a"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Defaults from the original design (MIN_F1_IMPROVEMENT_PCT=2.0, MAX_BRIER_DEGRADATION=0.01, ...)."""
+
+    min_f1_improvement: float = 0.02
+    max_brier_degradation: float = 0.01
+    min_holdout_rows: int = 200
+    min_label_coverage: float = 0.30
+    cooldown_days: float = 7.0
+    max_latency_ms: float = 2.0
+    # None: take the dataset spec's floor.
+    auc_floor: float | None = None
+    recall_floor: float | None = None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    verdict: Verdict
+    value: float | None
+    threshold: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the gates look at; everything measured before the gates run."""
+
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+    holdout_rows: int
+    label_coverage: float | None  # None: labels did not come from the prediction log
+    days_since_promotion: float | None  # None: no champion
+    deterministic: bool
+    latency_ms: float
+
+
+def _result(name: str, passed: bool, value, threshold: str, detail: str) -> GateResult:
+    return GateResult(name, Verdict.PASS if passed else Verdict.FAIL, value, threshold, detail)
+
+
+def _not_applicable(name: str, threshold: str, why: str) -> GateResult:
+    return GateResult(name, Verdict.NOT_APPLICABLE, None, threshold, why)
+
+
+def evaluate_gates(evidence: Evidence, config: GateConfig, auc_floor: float, recall_floor: float) -> list[GateResult]:
+    c, p = evidence.challenger, evidence.champion
+    auc_floor = config.auc_floor if config.auc_floor is not None else auc_floor
+    recall_floor = config.recall_floor if config.recall_floor is not None else recall_floor
+    gates = [
+        _result("holdout_rows", evidence.holdout_rows >= config.min_holdout_rows, evidence.holdout_rows,
+                f">= {config.min_holdout_rows}", "labelled rows the decision rests on"),
+        _result("auc_floor", c["auc"] >= auc_floor, c["auc"], f">= {auc_floor}", "challenger AUC on the holdout"),
+        _result("recall_floor", c["recall"] >= recall_floor, c["recall"], f">= {recall_floor}",
+                "challenger recall at its decision threshold"),
+        _result("deterministic", evidence.deterministic, float(evidence.deterministic), "== 1",
+                "the same rows score the same, in bulk and one by one"),
+        _result("one_row_latency", evidence.latency_ms <= config.max_latency_ms, evidence.latency_ms,
+                f"<= {config.max_latency_ms} ms", "median time to score one row with the native model"),
+    ]  # fmt: skip
+    if evidence.label_coverage is None:
+        gates.append(_not_applicable("label_coverage", f">= {config.min_label_coverage:.0%}",
+                                     "labels come from the vendored history, not from the prediction log"))
+    else:
+        gates.append(_result("label_coverage", evidence.label_coverage >= config.min_label_coverage,
+                             evidence.label_coverage, f">= {config.min_label_coverage:.0%}",
+                             "share of logged predictions that have a label"))
+    if p is None:
+        why = "no champion yet: the absolute floors decide"
+        gates += [
+            _not_applicable("f1_improvement", f">= {config.min_f1_improvement:.0%}", why),
+            _not_applicable("brier_degradation", f"<= {config.max_brier_degradation}", why),
+            _not_applicable("cooldown", f">= {config.cooldown_days} days", why),
+        ]
+        return gates
+    improvement = (c["f1"] - p["f1"]) / p["f1"] if p["f1"] > 0 else float("inf")
+    gates.append(_result("f1_improvement", improvement >= config.min_f1_improvement, improvement,
+                         f">= {config.min_f1_improvement:.0%}", f"challenger F1 {c['f1']:.4f} vs champion {p['f1']:.4f}"))
+    degradation = c["brier"] - p["brier"]
+    gates.append(_result("brier_degradation", degradation <= config.max_brier_degradation, degradation,
+                         f"<= {config.max_brier_degradation}", f"challenger Brier {c['brier']:.4f} vs champion {p['brier']:.4f}"))
+    days = evidence.days_since_promotion
+    if days is None:
+        gates.append(_not_applicable("cooldown", f">= {config.cooldown_days} days", "champion has no promotion time"))
+    else:
+        gates.append(_result("cooldown", days >= config.cooldown_days, days, f">= {config.cooldown_days} days",
+                             "days since the champion was promoted"))
+    return gates
+
+
+def all_passed(gates: list[GateResult]) -> bool:
+    return all(g.verdict != Verdict.FAIL for g in gates)
+
+
+def failed(gates: list[GateResult]) -> list[str]:
+    return [g.name for g in gates if g.verdict == Verdict.FAIL]
+
+
+def days_between(earlier: datetime, later: datetime) -> float:
+    return (later - earlier).total_seconds() / 86_400
+
+
+def gates_markdown(gates: list[GateResult]) -> str:
+    lines = ["| gate | value | threshold | verdict | detail |", "|---|---|---|---|---|"]
+    for g in gates:
+        value = "–" if g.value is None else f"{g.value:.4g}"
+        lines.append(f"| {g.name} | {value} | {g.threshold} | **{g.verdict.value}** | {g.detail} |")
+    return "\n".join(lines)
+
+
+def gates_as_dicts(gates: list[GateResult]) -> list[dict]:
+    return [{**asdict(g), "verdict": g.verdict.value} for g in gates]

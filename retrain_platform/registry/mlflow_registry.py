@@ -1,0 +1,168 @@
+"""Register candidates, move the `production` alias with history, roll back, load native models.
+
+Promotion is a compare-and-set: the caller names the version it expects in production, and the
+alias only moves if that is still true (MLflow has no atomic CAS, so the Dagster side also runs
+one promotion at a time by run tag).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException, RestException
+from mlflow.tracking import MlflowClient
+
+from retrain_platform.core.predictor import Predictor
+from retrain_platform.datasets import get_spec
+
+PRODUCTION = "production"
+CHALLENGER = "challenger"
+HISTORY_TAG = "production_history"
+HISTORY_LENGTH = 20
+REFERENCE_ARTIFACT = "reference/reference_data.parquet"
+
+
+class PromotionConflict(RuntimeError):
+    """The production alias moved since the caller looked at it."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    run_id: str | None
+    tags: dict[str, str]
+    aliases: list[str]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.tags.get("decision_threshold", 0.5))
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def ensure_experiment(tracking_uri: str, name: str, artifact_location: str) -> str:
+    """Create the experiment with an explicit artifact root (MLflow's default is ./mlruns in the cwd)."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=f"{artifact_location.rstrip('/')}/{name}")
+    except MlflowException:  # created meanwhile by a concurrent run
+        return client.get_experiment_by_name(name).experiment_id
+
+
+class ModelRegistry:
+    def __init__(self, tracking_uri: str, model_name: str):
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+        # The flavour loaders and log_model only take the fluent, process-wide URI.
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    # -- reading ------------------------------------------------------------------------------
+    def version_info(self, version: str) -> VersionInfo:
+        mv = self.client.get_model_version(self.model_name, str(version))
+        return VersionInfo(str(mv.version), mv.run_id, dict(mv.tags), list(mv.aliases))
+
+    def alias_version(self, alias: str) -> str | None:
+        try:
+            return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
+        except (RestException, MlflowException) as err:
+            if "RESOURCE_DOES_NOT_EXIST" in str(err) or "not found" in str(err).lower():
+                return None
+            raise
+
+    def production_version(self) -> str | None:
+        return self.alias_version(PRODUCTION)
+
+    def load_predictor(self, version: str) -> Predictor:
+        info = self.version_info(version)
+        booster = mlflow.lightgbm.load_model(f"models:/{self.model_name}/{version}")
+        return Predictor(booster, get_spec(info.tags["dataset"]), info.threshold, version=str(version))
+
+    def run_metrics(self, version: str) -> dict[str, float]:
+        info = self.version_info(version)
+        return dict(self.client.get_run(info.run_id).data.metrics) if info.run_id else {}
+
+    def history(self) -> list[dict]:
+        model = self.client.get_registered_model(self.model_name)
+        return json.loads(model.tags.get(HISTORY_TAG, "[]"))
+
+    # -- writing ------------------------------------------------------------------------------
+    def register_challenger(self, predictor: Predictor, tags: dict[str, str], input_example: pd.DataFrame) -> str:
+        """Log the booster in the active MLflow run, register it as a new version, alias `challenger`."""
+        info = mlflow.lightgbm.log_model(
+            predictor.booster,
+            name="model",
+            registered_model_name=self.model_name,
+            input_example=input_example,
+            metadata={"dataset": predictor.spec.name, "decision_threshold": predictor.threshold},
+        )
+        version = str(info.registered_model_version)
+        all_tags = {**tags, "dataset": predictor.spec.name, "decision_threshold": repr(predictor.threshold)}
+        for key, value in all_tags.items():
+            self.client.set_model_version_tag(self.model_name, version, key, str(value))
+        self.client.set_registered_model_alias(self.model_name, CHALLENGER, version)
+        return version
+
+    def tag_version(self, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.model_name, str(version), key, str(value))
+
+    def log_reference(self, run_id: str, frame: pd.DataFrame) -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+            frame.to_parquet(path, index=False)
+            self.client.log_artifact(run_id, str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+        return f"runs:/{run_id}/{REFERENCE_ARTIFACT}"
+
+    def load_reference(self, version: str) -> pd.DataFrame:
+        info = self.version_info(version)
+        local = mlflow.artifacts.download_artifacts(run_id=info.run_id, artifact_path=REFERENCE_ARTIFACT,
+                                                    tracking_uri=self.tracking_uri)
+        return pd.read_parquet(local)
+
+    def promote(self, version: str, expected_current: str | None, tags: dict[str, str] | None = None) -> str | None:
+        """Move `production` to `version` if production is still `expected_current`; return the previous."""
+        current = self.production_version()
+        if current != expected_current:
+            raise PromotionConflict(
+                f"production is version {current}, not {expected_current} as evaluated; re-run the evaluation"
+            )
+        at = now_iso()
+        self.tag_version(version, {**(tags or {}), "promoted_at": at, "previous_production": current or ""})
+        self.client.set_registered_model_alias(self.model_name, PRODUCTION, str(version))
+        self._append_history({"action": "promote", "version": str(version), "previous": current, "at": at})
+        return current
+
+    def rollback(self, to_version: str | None = None) -> tuple[str, str]:
+        """Put the version that production replaced (or `to_version`) back; return (from, to)."""
+        current = self.production_version()
+        if current is None:
+            raise PromotionConflict("nothing to roll back: no version has the production alias")
+        target = to_version or self.version_info(current).tags.get("previous_production")
+        if not target:
+            raise PromotionConflict(f"version {current} replaced no earlier version; give a version to roll back to")
+        self.version_info(target)  # fails loudly if the version does not exist
+        at = now_iso()
+        self.tag_version(current, {"rolled_back_at": at})
+        # The target keeps its own previous_production, so a second rollback walks further back.
+        self.tag_version(target, {"promoted_at": at})
+        self.client.set_registered_model_alias(self.model_name, PRODUCTION, str(target))
+        self._append_history({"action": "rollback", "version": str(target), "previous": current, "at": at})
+        return current, str(target)
+
+    def _append_history(self, entry: dict) -> None:
+        history = (self.history() + [entry])[-HISTORY_LENGTH:]
+        self.client.set_registered_model_tag(self.model_name, HISTORY_TAG, json.dumps(history))

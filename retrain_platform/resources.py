@@ -1,0 +1,58 @@
+"""Dagster resources: everything that differs between a laptop and a deployment lives here."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
+
+from retrain_platform.datasets import DatasetSpec, get_spec
+from retrain_platform.registry import ModelRegistry, ensure_experiment
+
+
+class DatasetResource(dg.ConfigurableResource):
+    """Which dataset spec the graph runs on."""
+
+    name: str = "flights"
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return get_spec(self.name)
+
+
+class HistorySource(dg.ConfigurableResource):
+    """The labelled history a run reads: the vendored data, or a Parquet file given by path."""
+
+    path: str = ""
+
+    def read(self, spec: DatasetSpec) -> pd.DataFrame:
+        return pd.read_parquet(self.path) if self.path else spec.load()
+
+
+class RegistryResource(dg.ConfigurableResource):
+    """The MLflow tracking store and model registry."""
+
+    tracking_uri: str
+    artifact_root: str
+    ui_url: str = "http://127.0.0.1:5000"
+
+    def for_dataset(self, spec: DatasetSpec) -> ModelRegistry:
+        return ModelRegistry(self.tracking_uri, spec.model_name)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def version_url(self, model_name: str, version: str) -> str:
+        return f"{self.ui_url}/#/models/{model_name}/versions/{version}"
+
+
+@dg.resource(
+    config_schema={**CONFIG_SCHEMA, "artifact_location": dg.Field(str, description="root for run artifacts")},
+    description="dagster-mlflow's tracking resource: one MLflow run per Dagster run, tagged with its id.",
+)
+def mlflow_tracking(context) -> MlFlow:
+    # dagster-mlflow calls mlflow.set_experiment, which would put artifacts under ./mlruns in the
+    # working directory; create the experiment first with the platform's artifact root.
+    config = context.resource_config
+    ensure_experiment(config["mlflow_tracking_uri"], config["experiment_name"], config["artifact_location"])
+    return MlFlow(context)

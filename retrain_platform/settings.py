@@ -1,0 +1,67 @@
+"""All settings in one typed object, read from RETRAIN_* environment variables.
+
+Embedded defaults need no server: one home folder holds the Dagster instance, the MLflow store,
+the prediction store, decisions and reports. Deployment overrides the URLs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+PREFIX = "RETRAIN_"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    home: Path = Path("~/.retrain_platform")
+    dataset: str = "flights"
+    # Empty means "the embedded default under home"; set them to point at servers.
+    mlflow_tracking_uri: str = ""
+    mlflow_artifact_root: str = ""
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+    prediction_store_url: str = ""
+    dagster_url: str = "http://127.0.0.1:3000"
+    serving_url: str = "http://127.0.0.1:8000"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values = {name: env[PREFIX + name.upper()] for name in cls.model_fields if PREFIX + name.upper() in env}
+        return cls(**values)
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home_dir / "dagster"
+
+    @property
+    def io_storage_dir(self) -> Path:
+        return self.home_dir / "storage"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.mlflow_artifact_root or (self.home_dir / "mlflow" / "artifacts").as_uri()
+
+    @property
+    def store_url(self) -> str:
+        return self.prediction_store_url or f"sqlite:///{self.home_dir / 'predictions.db'}"
+
+    @property
+    def decisions_dir(self) -> Path:
+        return self.home_dir / "decisions"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home_dir / "reports"
