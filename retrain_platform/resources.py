@@ -1,7 +1,5 @@
 """Dagster resources: everything that differs between a laptop and a deployment lives here."""
 
-from __future__ import annotations
-
 import dagster as dg
 import pandas as pd
 from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
@@ -27,6 +25,10 @@ class HistorySource(dg.ConfigurableResource):
 
     def read(self, spec: DatasetSpec) -> pd.DataFrame:
         return pd.read_parquet(self.path) if self.path else spec.load()
+
+    def label_coverage(self, spec: DatasetSpec) -> float | None:
+        """None: every history row is labelled, and none of the labels came from the prediction log."""
+        return None
 
 
 class RegistryResource(dg.ConfigurableResource):

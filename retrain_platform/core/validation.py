@@ -97,13 +97,25 @@ def check_row_count(frame: pd.DataFrame, spec: DatasetSpec) -> CheckOutcome:
 
 
 def check_window_coverage(
-    frame: pd.DataFrame, spec: DatasetSpec, start: pd.Timestamp, end: pd.Timestamp, min_coverage: float = 0.9
+    frame: pd.DataFrame,
+    spec: DatasetSpec,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    min_coverage: float = 0.9,
 ) -> CheckOutcome:
-    """Share of the window's days that have data: a batch with holes is no picture of the window."""
+    """Share of the window's days that have data: a batch with holes is no picture of the window.
+
+    Without an explicit window, the batch's own first and last day bound it.
+    """
     if spec.timestamp is None:
         return CheckOutcome(True, f"{spec.name} has no time axis; coverage does not apply", {"applies": False})
+    times = pd.to_datetime(frame[spec.timestamp], errors="coerce").dropna()
+    if times.empty:
+        return CheckOutcome(False, f"no valid {spec.timestamp} values in the batch", {"coverage": 0.0})
+    start = times.min() if start is None else start
+    end = times.max() if end is None else end
     days = pd.date_range(start.normalize(), end.normalize(), freq="D")
-    seen = pd.to_datetime(frame[spec.timestamp], errors="coerce").dt.normalize().dropna().unique()
+    seen = times.dt.normalize().unique()
     covered = days.isin(seen)
     coverage = float(covered.mean()) if len(days) else 0.0
     missing = [d.date().isoformat() for d in days[~covered][:SAMPLE_ROWS]]

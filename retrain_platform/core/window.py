@@ -14,6 +14,17 @@ class Window:
     start: pd.Timestamp | None
     end: pd.Timestamp | None
 
+    ATTR = "window"
+
+    def store_on(self, frame: pd.DataFrame) -> None:
+        """Carry the window with the frame, as strings so that Parquet and JSON can hold it."""
+        frame.attrs[self.ATTR] = [None if t is None else t.isoformat() for t in (self.start, self.end)]
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> "Window":
+        start, end = frame.attrs.get(cls.ATTR, (None, None))
+        return cls(*(None if t is None else pd.Timestamp(t) for t in (start, end)))
+
     def label(self) -> str:
         if self.start is None or self.end is None:
             return "all rows (no time axis)"

@@ -120,12 +120,16 @@ class ModelRegistry:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.model_name, str(version), key, str(value))
 
-    def log_reference(self, run_id: str, frame: pd.DataFrame) -> str:
+    def log_file(self, run_id: str, content: bytes, artifact: str) -> str:
+        """Store bytes as a run artifact at the path `artifact` (folder/name)."""
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
-            frame.to_parquet(path, index=False)
-            self.client.log_artifact(run_id, str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
-        return f"runs:/{run_id}/{REFERENCE_ARTIFACT}"
+            path = Path(tmp) / Path(artifact).name
+            path.write_bytes(content)
+            self.client.log_artifact(run_id, str(path), artifact_path=str(Path(artifact).parent))
+        return f"runs:/{run_id}/{artifact}"
+
+    def log_reference(self, run_id: str, frame: pd.DataFrame) -> str:
+        return self.log_file(run_id, frame.to_parquet(index=False), REFERENCE_ARTIFACT)
 
     def load_reference(self, version: str) -> pd.DataFrame:
         info = self.version_info(version)

@@ -1,0 +1,64 @@
+"""Promotion: move the `production` alias to a challenger that passed every gate, or roll back."""
+
+import json
+
+import dagster as dg
+
+from retrain_platform.registry import PRODUCTION
+from retrain_platform.resources import DatasetResource, RegistryResource
+
+PRODUCTION_MODEL = dg.AssetKey("production_model")
+
+
+@dg.asset(group_name="deployment", kinds={"mlflow"})
+def production_model(
+    context: dg.AssetExecutionContext, evaluation_report: dict, dataset: DatasetResource, registry: RegistryResource
+) -> dg.MaterializeResult:
+    """The registry's production alias, moved to the challenger only when every gate passed."""
+    if not evaluation_report["passed"]:
+        # The blocking gates check normally stops the run before this; never promote regardless.
+        raise dg.Failure(f"challenger rejected by gates: {', '.join(evaluation_report['failed_gates'])}")
+    spec = dataset.spec
+    version = evaluation_report["challenger_version"]
+    verdicts = {g["name"]: g["verdict"] for g in evaluation_report["gates"]}
+    previous = registry.for_dataset(spec).promote(
+        version,
+        expected_current=evaluation_report["champion_version"],
+        tags={"promoted_by_run": context.run.run_id, "gate_verdicts": json.dumps(verdicts)},
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "version": version,
+            "previous_version": previous or "none",
+            "model_uri": f"models:/{spec.model_name}@{PRODUCTION}",
+            "data_window": evaluation_report["data_window"],
+            "model_version": dg.MetadataValue.url(registry.version_url(spec.model_name, version)),
+            "holdout_auc": evaluation_report["challenger_metrics"]["auc"],
+        }
+    )
+
+
+class RollbackConfig(dg.Config):
+    to_version: str = ""  # empty: the version the current production replaced
+
+
+@dg.op(out={})
+def rollback_production(
+    context: dg.OpExecutionContext, config: RollbackConfig, dataset: DatasetResource, registry: RegistryResource
+):
+    """Put the previous production version back in one step."""
+    spec = dataset.spec
+    rolled_back, restored = registry.for_dataset(spec).rollback(config.to_version or None)
+    context.log.info(f"production alias moved back from version {rolled_back} to {restored}")
+    yield dg.AssetMaterialization(
+        PRODUCTION_MODEL,
+        description=f"rollback from version {rolled_back}",
+        metadata={"version": restored, "rolled_back_version": rolled_back, "action": "rollback",
+                  "model_version": dg.MetadataValue.url(registry.version_url(spec.model_name, restored))},
+    )  # fmt: skip
+
+
+@dg.job(tags={"retrain_platform/promotion": "exclusive"})
+def rollback_job():
+    """Move the production alias back to the version it replaced."""
+    rollback_production()

@@ -1,0 +1,121 @@
+"""Training: a LightGBM candidate tracked in MLflow and registered as the challenger."""
+
+import dagster as dg
+import pandas as pd
+from dagster_mlflow.resources import MlFlow
+
+from retrain_platform.core.split import time_split
+from retrain_platform.core.training import TrainParams, train_candidate
+from retrain_platform.core.window import Window
+from retrain_platform.registry import PRODUCTION
+from retrain_platform.resources import DatasetResource, RegistryResource
+
+from .metadata import metrics_table
+
+REFERENCE_ROWS = 20_000
+
+
+class TrainConfig(dg.Config):
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    max_rounds: int = 600
+    validation_fraction: float = 0.15
+    holdout_fraction: float = 0.15
+
+
+def data_window(frame: pd.DataFrame) -> str:
+    return Window.of(frame).label()
+
+
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}_{name}": value for name, value in metrics.items()}
+
+
+@dg.asset(group_name="training", kinds={"lightgbm", "mlflow"})
+def candidate_model(
+    context: dg.AssetExecutionContext,
+    config: TrainConfig,
+    validated_features: pd.DataFrame,
+    dataset: DatasetResource,
+    registry: RegistryResource,
+    mlflow: dg.ResourceParam[MlFlow],
+) -> dg.Output[dict]:
+    """LightGBM trained on the window's oldest rows, registered in MLflow as the challenger."""
+    spec = dataset.spec
+    split = time_split(validated_features, spec, config.validation_fraction, config.holdout_fraction)
+    params = TrainParams(learning_rate=config.learning_rate, num_leaves=config.num_leaves, max_rounds=config.max_rounds)
+    window = data_window(validated_features)
+    run = mlflow.active_run()
+    try:
+        trained = train_candidate(split, spec, params)
+        mlflow.log_params({**trained.params, **{f"rows_{k}": v for k, v in trained.rows.items()}, "data_window": window})
+        mlflow.log_metrics({
+            **_prefixed("validation", trained.validation_metrics),
+            **_prefixed("holdout", trained.holdout_metrics),
+            **_prefixed("baseline_holdout", trained.baseline_holdout_metrics),
+            "best_iteration": trained.best_iteration,
+        })  # fmt: skip
+        mlflow.set_tags({"dataset": spec.name, "data_window": window})
+        version = registry.for_dataset(spec).register_challenger(
+            trained.predictor,
+            tags={"dagster_run_id": context.run.run_id, "data_window": window, "mlflow_run_id": run.info.run_id},
+            input_example=split.holdout[spec.feature_names].head(3),
+        )
+        mlflow.end_run()
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    candidate = {
+        "version": version,
+        "mlflow_run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "data_window": window,
+        "validation_fraction": config.validation_fraction,
+        "holdout_fraction": config.holdout_fraction,
+    }
+    return dg.Output(
+        candidate,
+        metadata={
+            "registered_version": version,
+            "model_uri": f"models:/{spec.model_name}/{version}",
+            "mlflow_run_id": run.info.run_id,
+            "mlflow_run": dg.MetadataValue.url(registry.run_url(run.info.experiment_id, run.info.run_id)),
+            "model_version": dg.MetadataValue.url(registry.version_url(spec.model_name, version)),
+            "data_window": window,
+            "rows": trained.rows,
+            "trees": trained.best_iteration,
+            "decision_threshold": trained.predictor.threshold,
+            "holdout_auc": trained.holdout_metrics["auc"],
+            "metrics": dg.MetadataValue.md(
+                metrics_table({
+                    "lightgbm (validation)": trained.validation_metrics,
+                    "lightgbm (holdout)": trained.holdout_metrics,
+                    "logistic baseline (holdout)": trained.baseline_holdout_metrics,
+                })  # fmt: skip
+            ),
+        },
+    )
+
+
+@dg.asset(group_name="monitoring", kinds={"pandas", "mlflow"})
+def reference_data(
+    candidate_model: dict, validated_features: pd.DataFrame, dataset: DatasetResource, registry: RegistryResource
+) -> dg.Output[pd.DataFrame]:
+    """What the candidate learned from, with its scores: the drift baseline of that model version."""
+    spec = dataset.spec
+    split = time_split(validated_features, spec, candidate_model["validation_fraction"], candidate_model["holdout_fraction"])
+    seen = pd.concat([split.train, split.validation])
+    reference = seen.sample(n=min(REFERENCE_ROWS, len(seen)), random_state=0).sort_index()
+    reg = registry.for_dataset(spec)
+    predictor = reg.load_predictor(candidate_model["version"])
+    reference = reference.assign(prediction=predictor.scores(reference))
+    uri = reg.log_reference(candidate_model["mlflow_run_id"], reference)
+    return dg.Output(
+        reference,
+        metadata={
+            "dagster/row_count": len(reference),
+            "model_version": candidate_model["version"],
+            "artifact_uri": uri,
+            "used_when": f"drift checks while version {candidate_model['version']} has the {PRODUCTION} alias",
+        },
+    )

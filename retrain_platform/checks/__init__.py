@@ -1,0 +1,1 @@
+"""Asset checks: thin wrappers around retrain_platform.core.validation."""
