@@ -26,11 +26,11 @@ def resources(settings: Settings) -> dict:
     spec_name = settings.dataset
     return {
         "dataset": DatasetResource(name=spec_name),
-        "source": HistorySource(),
+        "source": HistorySource(path=settings.history_path),
         "registry": RegistryResource(
             tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root, ui_url=settings.mlflow_ui_url
         ),
-        "mlflow": mlflow_tracking.configured(
+        "mlflow_tracking": mlflow_tracking.configured(
             {
                 "experiment_name": f"retrain-{spec_name}",
                 "mlflow_tracking_uri": settings.tracking_uri,

@@ -48,13 +48,28 @@ class RegistryResource(dg.ConfigurableResource):
         return f"{self.ui_url}/#/models/{model_name}/versions/{version}"
 
 
+class MlflowTracking:
+    """dagster-mlflow's MlFlow tracker (one MLflow run per Dagster run, tagged with its id), started
+    on first use: the in-process executor initialises every resource when a run starts, and a run
+    that stops at a failed data check should leave no empty MLflow run behind."""
+
+    def __init__(self, init_context):
+        self._init_context = init_context
+        self._tracker: MlFlow | None = None
+
+    def start(self) -> MlFlow:
+        if self._tracker is None:
+            config = self._init_context.resource_config
+            # dagster-mlflow calls mlflow.set_experiment, which would put artifacts under ./mlruns
+            # in the working directory; create the experiment first with the platform's root.
+            ensure_experiment(config["mlflow_tracking_uri"], config["experiment_name"], config["artifact_location"])
+            self._tracker = MlFlow(self._init_context)
+        return self._tracker
+
+
 @dg.resource(
     config_schema={**CONFIG_SCHEMA, "artifact_location": dg.Field(str, description="root for run artifacts")},
-    description="dagster-mlflow's tracking resource: one MLflow run per Dagster run, tagged with its id.",
+    description="dagster-mlflow tracking: one MLflow run per Dagster run, tagged with its id.",
 )
-def mlflow_tracking(context) -> MlFlow:
-    # dagster-mlflow calls mlflow.set_experiment, which would put artifacts under ./mlruns in the
-    # working directory; create the experiment first with the platform's artifact root.
-    config = context.resource_config
-    ensure_experiment(config["mlflow_tracking_uri"], config["experiment_name"], config["artifact_location"])
-    return MlFlow(context)
+def mlflow_tracking(context) -> MlflowTracking:
+    return MlflowTracking(context)

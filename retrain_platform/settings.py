@@ -20,6 +20,7 @@ class Settings(BaseModel):
 
     home: Path = Path("~/.retrain_platform")
     dataset: str = "flights"
+    history_path: str = ""  # a Parquet file of labelled history; empty: the dataset's vendored data
     # Empty means "the embedded default under home"; set them to point at servers.
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""

@@ -2,13 +2,12 @@
 
 import dagster as dg
 import pandas as pd
-from dagster_mlflow.resources import MlFlow
 
 from retrain_platform.core.split import time_split
 from retrain_platform.core.training import TrainParams, train_candidate
 from retrain_platform.core.window import Window
 from retrain_platform.registry import PRODUCTION
-from retrain_platform.resources import DatasetResource, RegistryResource
+from retrain_platform.resources import DatasetResource, MlflowTracking, RegistryResource
 
 from .metadata import metrics_table
 
@@ -38,13 +37,14 @@ def candidate_model(
     validated_features: pd.DataFrame,
     dataset: DatasetResource,
     registry: RegistryResource,
-    mlflow: dg.ResourceParam[MlFlow],
+    mlflow_tracking: dg.ResourceParam[MlflowTracking],
 ) -> dg.Output[dict]:
     """LightGBM trained on the window's oldest rows, registered in MLflow as the challenger."""
     spec = dataset.spec
     split = time_split(validated_features, spec, config.validation_fraction, config.holdout_fraction)
     params = TrainParams(learning_rate=config.learning_rate, num_leaves=config.num_leaves, max_rounds=config.max_rounds)
     window = data_window(validated_features)
+    mlflow = mlflow_tracking.start()
     run = mlflow.active_run()
     try:
         trained = train_candidate(split, spec, params)
@@ -59,7 +59,7 @@ def candidate_model(
         version = registry.for_dataset(spec).register_challenger(
             trained.predictor,
             tags={"dagster_run_id": context.run.run_id, "data_window": window, "mlflow_run_id": run.info.run_id},
-            input_example=split.holdout[spec.feature_names].head(3),
+            input_example=trained.predictor.encoded(split.holdout.head(3)),
         )
         mlflow.end_run()
     except BaseException:

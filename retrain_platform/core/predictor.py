@@ -61,6 +61,10 @@ class Predictor:
     def __post_init__(self):
         self.encoder = FeatureEncoder(self.spec)
 
+    def encoded(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """What the native booster itself takes: numbers only, categories as spec codes."""
+        return pd.DataFrame(self.encoder.frame(frame), columns=self.encoder.names)
+
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
         return self.booster.predict(self.encoder.frame(frame), num_threads=1)
 

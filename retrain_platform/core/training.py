@@ -23,7 +23,7 @@ from .split import Split
 class TrainParams:
     learning_rate: float = 0.05
     num_leaves: int = 31
-    min_data_in_leaf: int = 200
+    min_data_in_leaf: int | None = None  # None: 1% of the training rows, between 5 and 200
     # Smoothing for high-cardinality categoricals (105 destinations): without it the trees learn
     # route quirks of the training months that do not hold in the next ones.
     cat_smooth: float = 50.0
@@ -35,16 +35,18 @@ class TrainParams:
     num_threads: int = 2
     seed: int = 42
 
-    def lightgbm(self) -> dict:
+    def lightgbm(self, train_rows: int) -> dict:
+        # A fixed leaf size that suits 200k flights would allow one split on 400 tumours.
+        min_leaf = self.min_data_in_leaf or max(5, min(200, train_rows // 100))
         return {
             "objective": "binary",
             "metric": "auc",
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_data_in_leaf,
+            "min_data_in_leaf": min_leaf,
             "feature_fraction": self.feature_fraction,
             "cat_smooth": self.cat_smooth,
-            "min_data_per_group": self.min_data_per_group,
+            "min_data_per_group": min(self.min_data_per_group, min_leaf),
             "lambda_l2": self.lambda_l2,
             "num_threads": self.num_threads,
             "seed": self.seed,
@@ -75,7 +77,7 @@ def train_lightgbm(split: Split, spec: DatasetSpec, params: TrainParams) -> tupl
 
     train_set = dataset(split.train)
     booster = lgb.train(
-        params.lightgbm(),
+        params.lightgbm(len(split.train)),
         train_set,
         num_boost_round=params.max_rounds,
         valid_sets=[dataset(split.validation, reference=train_set)],
@@ -105,7 +107,7 @@ def train_candidate(split: Split, spec: DatasetSpec, params: TrainParams | None 
     baseline_scores = baseline.predict_proba(split.holdout[spec.feature_names])[:, 1]
     return TrainedModel(
         predictor=predictor,
-        params={**params.lightgbm(), "max_rounds": params.max_rounds, "decision_threshold": threshold},
+        params={**params.lightgbm(len(split.train)), "max_rounds": params.max_rounds, "decision_threshold": threshold},
         best_iteration=booster.num_trees(),
         validation_metrics=classification_metrics(split.validation[spec.target], predictor.scores(split.validation), threshold),
         holdout_metrics=classification_metrics(split.holdout[spec.target], predictor.scores(split.holdout), threshold),

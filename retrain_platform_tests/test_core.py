@@ -1,0 +1,130 @@
+"""Unit tests of the pure core: spec → schema, window, split, metrics, gates, predictor."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrain_platform.core.gates import Evidence, GateConfig, Verdict, all_passed, evaluate_gates, failed
+from retrain_platform.core.metrics import best_f1_threshold, classification_metrics
+from retrain_platform.core.predictor import FeatureEncoder
+from retrain_platform.core.split import time_split
+from retrain_platform.core.validation import build_schema, check_row_count, check_schema, check_window_coverage
+from retrain_platform.core.window import Window, select_window
+from retrain_platform.datasets import FLIGHTS, SPECS, get_spec
+
+
+@pytest.fixture(scope="module")
+def flights() -> pd.DataFrame:
+    return FLIGHTS.load()
+
+
+def test_every_spec_matches_its_own_data():
+    for spec in SPECS.values():
+        frame = spec.load()
+        assert list(frame.columns) == spec.columns
+        assert check_schema(frame, spec).passed, spec.name
+
+
+def test_no_feature_is_measured_after_take_off():
+    assert not {"dep_time", "dep_delay", "arr_time", "air_time", "arr_delay"} & set(FLIGHTS.columns)
+
+
+def test_schema_is_derived_from_the_spec():
+    schema = build_schema(FLIGHTS)
+    assert set(schema.columns) == set(FLIGHTS.columns)
+    assert schema.columns["carrier"].nullable is False and schema.columns["wind_gust"].nullable is True
+    with pytest.raises(KeyError, match="unknown dataset"):
+        get_spec("nope")
+
+
+def test_bad_batch_names_columns_and_rows(flights):
+    bad = flights.head(2_000).copy()
+    bad.loc[3, "carrier"] = "ZZ"  # unknown category
+    bad.loc[5, "dep_hour"] = 31  # out of range
+    bad.loc[7, "origin"] = None  # null where none is allowed
+    bad["distance"] = bad["distance"].astype(str)  # wrong type
+    outcome = check_schema(bad, FLIGHTS)
+    assert not outcome.passed
+    assert outcome.metadata["failing_columns"] == ["carrier", "dep_hour", "distance", "origin"]
+    assert "ZZ" in outcome.metadata["failure_cases"] and "31" in outcome.metadata["failure_cases"]
+    assert f"| {bad.loc[3, 'flight_id']} " in outcome.metadata["offending_rows"] or "| 3 |" in outcome.metadata["offending_rows"]
+
+
+def test_row_count_and_window_coverage(flights):
+    january, window = select_window(flights, FLIGHTS, days=31, end="2013-01-31")
+    assert window.label() == "2013-01-01..2013-01-31"
+    assert january[FLIGHTS.timestamp].dt.month.unique().tolist() == [1]
+    assert check_row_count(january, FLIGHTS).passed
+    assert not check_row_count(january.head(10), FLIGHTS).passed
+    assert check_window_coverage(january, FLIGHTS, window.start, window.end).passed
+    holed = january[january[FLIGHTS.timestamp].dt.day > 10]
+    outcome = check_window_coverage(holed, FLIGHTS, window.start, window.end)
+    assert not outcome.passed and "2013-01-01" in outcome.metadata["missing_days_sample"]
+
+
+def test_window_survives_as_frame_attribute(flights):
+    frame, window = select_window(flights, FLIGHTS, days=7)
+    window.store_on(frame)
+    assert Window.of(frame) == window and window.end.date().isoformat() == "2013-12-31"
+
+
+def test_split_is_time_ordered(flights):
+    split = time_split(flights.sample(5_000, random_state=1), FLIGHTS)
+    ts = FLIGHTS.timestamp
+    assert split.train[ts].max() <= split.validation[ts].min() <= split.validation[ts].max() <= split.holdout[ts].min()
+    assert len(split.train) + len(split.validation) + len(split.holdout) == 5_000
+    with pytest.raises(ValueError):
+        time_split(flights, FLIGHTS, validation=0.6, holdout=0.5)
+
+
+def test_metrics_and_threshold():
+    y = np.array([0, 0, 1, 1, 1, 0])
+    scores = np.array([0.1, 0.2, 0.8, 0.7, 0.25, 0.3])
+    m = classification_metrics(y, scores, 0.5)
+    assert m["auc"] == pytest.approx(8 / 9) and m["precision"] == 1.0 and m["recall"] == pytest.approx(2 / 3)
+    assert best_f1_threshold(y, scores) == pytest.approx(0.25)  # F1 6/7 beats 4/5 at 0.7
+
+
+def test_encoder_codes_categories_by_spec_position():
+    encoder = FeatureEncoder(FLIGHTS)
+    row = {name: 1.0 for name in FLIGHTS.numeric_features} | {"carrier": "AA", "origin": "LGA", "dest": "NOPE"}
+    encoded = encoder.rows([row])[0]
+    assert encoded[FLIGHTS.feature_names.index("carrier")] == 1.0
+    assert encoded[FLIGHTS.feature_names.index("origin")] == 2.0
+    assert np.isnan(encoded[FLIGHTS.feature_names.index("dest")])  # unseen category → missing
+    frame = pd.DataFrame([row])
+    np.testing.assert_array_equal(encoder.frame(frame)[0], encoded)
+
+
+def _evidence(**overrides) -> Evidence:
+    metrics = {"auc": 0.70, "f1": 0.50, "recall": 0.60, "brier": 0.17}
+    values = dict(challenger=metrics, champion=None, holdout_rows=5_000, label_coverage=None,
+                  days_since_promotion=None, deterministic=True, latency_ms=0.1)  # fmt: skip
+    return Evidence(**(values | overrides))
+
+
+def _gate(gates, name):
+    return next(g for g in gates if g.name == name)
+
+
+def test_without_champion_the_floors_decide():
+    gates = evaluate_gates(_evidence(), GateConfig(), auc_floor=0.62, recall_floor=0.35)
+    assert all_passed(gates)
+    for name in ("f1_improvement", "brier_degradation", "cooldown", "label_coverage"):
+        assert _gate(gates, name).verdict == Verdict.NOT_APPLICABLE and _gate(gates, name).detail
+    low = evaluate_gates(_evidence(challenger={"auc": 0.6, "f1": 0.5, "recall": 0.2, "brier": 0.2}), GateConfig(), 0.62, 0.35)
+    assert failed(low) == ["auc_floor", "recall_floor"]
+
+
+def test_comparative_gates():
+    champion = {"auc": 0.70, "f1": 0.49, "recall": 0.6, "brier": 0.15}
+    gates = evaluate_gates(_evidence(champion=champion, days_since_promotion=3.0), GateConfig(), 0.62, 0.35)
+    assert failed(gates) == ["brier_degradation", "cooldown"]  # F1 +2.04 % passes; Brier +0.02 and 3 days fail
+    assert _gate(gates, "f1_improvement").value == pytest.approx(0.01 / 0.49)
+    worse = evaluate_gates(_evidence(champion={**champion, "f1": 0.5}, days_since_promotion=30.0), GateConfig(), 0.62, 0.35)
+    assert "f1_improvement" in failed(worse)
+
+
+def test_operational_gates():
+    gates = evaluate_gates(_evidence(deterministic=False, latency_ms=9.0, holdout_rows=10, label_coverage=0.1), GateConfig(), 0.5, 0)
+    assert failed(gates) == ["holdout_rows", "deterministic", "one_row_latency", "label_coverage"]
