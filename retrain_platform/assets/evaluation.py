@@ -1,23 +1,11 @@
 """Evaluation: champion and challenger scored on the same recent holdout, every gate explained."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
 import pandas as pd
 
-from retrain_platform.core.gates import (
-    Evidence,
-    GateConfig,
-    all_passed,
-    days_between,
-    evaluate_gates,
-    failed,
-    gates_as_dicts,
-    gates_markdown,
-)
-from retrain_platform.core.metrics import classification_metrics
-from retrain_platform.core.plots import markdown_image, roc_png
-from retrain_platform.core.predictor import is_deterministic, one_row_latency_ms
+from retrain_platform.core.evaluation import evaluate_challenger
+from retrain_platform.core.gates import GateConfig, gates_as_dicts, gates_markdown
+from retrain_platform.core.plots import markdown_image
 from retrain_platform.core.split import time_split
 from retrain_platform.resources import DatasetResource, HistorySource, RegistryResource
 
@@ -58,63 +46,51 @@ def evaluation_report(
     spec = dataset.spec
     reg = registry.for_dataset(spec)
     holdout = time_split(validated_features, spec, candidate_model["validation_fraction"], candidate_model["holdout_fraction"]).holdout
-    labels = holdout[spec.target]
-    challenger = reg.load_predictor(candidate_model["version"])
-    challenger_scores = challenger.scores(holdout)
-    curves = {f"challenger v{challenger.version}": challenger_scores}
     champion_version = reg.production_version()
-    champion_metrics = days_since = None
-    if champion_version is not None:
-        champion = reg.load_predictor(champion_version)
-        curves[f"champion v{champion_version}"] = champion_scores = champion.scores(holdout)
-        champion_metrics = classification_metrics(labels, champion_scores, champion.threshold)
-        promoted_at = reg.version_info(champion_version).tags.get("promoted_at")
-        if promoted_at:
-            days_since = days_between(datetime.fromisoformat(promoted_at), datetime.now(UTC))
-    challenger_metrics = classification_metrics(labels, challenger_scores, challenger.threshold)
-    evidence = Evidence(
-        challenger=challenger_metrics,
-        champion=champion_metrics,
-        holdout_rows=len(holdout),
+    evaluation = evaluate_challenger(
+        challenger=reg.load_predictor(candidate_model["version"]),
+        champion=reg.load_predictor(champion_version) if champion_version else None,
+        holdout=holdout,
+        config=GateConfig(**config.model_dump()),
         label_coverage=source.label_coverage(spec),
-        days_since_promotion=days_since,
-        deterministic=is_deterministic(challenger, holdout),
-        latency_ms=one_row_latency_ms(challenger, holdout),
+        days_since_promotion=reg.days_since_promotion(champion_version) if champion_version else None,
     )
-    gates = evaluate_gates(evidence, GateConfig(**config.model_dump()), spec.auc_floor, spec.recall_floor)
-    passed, failures = all_passed(gates), failed(gates)
-    verdict = "promote" if passed else f"reject: {', '.join(failures)} failed"
-    reg.tag_version(challenger.version, {"evaluation": "passed" if passed else "rejected",
-                                         "failed_gates": ",".join(failures), "champion_at_evaluation": champion_version or ""})  # fmt: skip
-    png = roc_png(labels, curves)
-    reg.log_file(candidate_model["mlflow_run_id"], png, "evaluation/roc.png")
+    gates, verdict = evaluation.gates, evaluation.verdict
+    reg.tag_version(candidate_model["version"], {
+        "evaluation": "passed" if evaluation.passed else "rejected",
+        "failed_gates": ",".join(evaluation.failed_gates),
+        "champion_at_evaluation": champion_version or "",
+    })  # fmt: skip
+    reg.log_file(candidate_model["mlflow_run_id"], evaluation.roc_png, "evaluation/roc.png")
+    challenger_version = candidate_model["version"]
     report = {
-        "challenger_version": challenger.version,
+        "challenger_version": challenger_version,
         "champion_version": champion_version,
-        "passed": passed,
-        "failed_gates": failures,
+        "passed": evaluation.passed,
+        "failed_gates": evaluation.failed_gates,
         "gates": gates_as_dicts(gates),
-        "challenger_metrics": challenger_metrics,
-        "champion_metrics": champion_metrics,
+        "challenger_metrics": evaluation.challenger_metrics,
+        "champion_metrics": evaluation.champion_metrics,
         "data_window": candidate_model["data_window"],
     }
-    context.log.info(f"challenger v{challenger.version} vs champion v{champion_version}: {verdict}")
+    context.log.info(f"challenger v{challenger_version} vs champion v{champion_version}: {verdict}")
     yield dg.Output(
         report,
         metadata={
             "verdict": verdict,
-            "challenger_version": challenger.version,
+            "challenger_version": challenger_version,
             "champion_version": champion_version or "none",
             "holdout_rows": len(holdout),
             "gates": dg.MetadataValue.md(gates_markdown(gates)),
-            "metrics": dg.MetadataValue.md(metrics_table({"challenger": challenger_metrics, "champion": champion_metrics})),
-            "roc": dg.MetadataValue.md(markdown_image(png, "ROC curves")),
+            "metrics": dg.MetadataValue.md(metrics_table({"challenger": evaluation.challenger_metrics,
+                                                          "champion": evaluation.champion_metrics})),
+            "roc": dg.MetadataValue.md(markdown_image(evaluation.roc_png, "ROC curves")),
         },
     )
     yield dg.AssetCheckResult(
         check_name=GATES_CHECK,
-        passed=passed,
+        passed=evaluation.passed,
         description=verdict,
-        metadata={"failed_gates": failures, "gates": dg.MetadataValue.md(gates_markdown(gates))},
+        metadata={"failed_gates": evaluation.failed_gates, "gates": dg.MetadataValue.md(gates_markdown(gates))},
     )
 

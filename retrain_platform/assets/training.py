@@ -7,6 +7,7 @@ from retrain_platform.core.split import time_split
 from retrain_platform.core.training import TrainParams, train_candidate
 from retrain_platform.core.window import Window
 from retrain_platform.registry import PRODUCTION
+from retrain_platform.registry.tracking import record_candidate
 from retrain_platform.resources import DatasetResource, MlflowTracking, RegistryResource
 
 from .metadata import metrics_table
@@ -24,10 +25,6 @@ class TrainConfig(dg.Config):
 
 def data_window(frame: pd.DataFrame) -> str:
     return Window.of(frame).label()
-
-
-def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
-    return {f"{prefix}_{name}": value for name, value in metrics.items()}
 
 
 @dg.asset(group_name="training", kinds={"lightgbm", "mlflow"})
@@ -48,19 +45,11 @@ def candidate_model(
     run = mlflow.active_run()
     try:
         trained = train_candidate(split, spec, params)
-        mlflow.log_params({**trained.params, **{f"rows_{k}": v for k, v in trained.rows.items()}, "data_window": window})
-        mlflow.log_metrics({
-            **_prefixed("validation", trained.validation_metrics),
-            **_prefixed("holdout", trained.holdout_metrics),
-            **_prefixed("baseline_holdout", trained.baseline_holdout_metrics),
-            "best_iteration": trained.best_iteration,
-        })  # fmt: skip
-        mlflow.set_tags({"dataset": spec.name, "data_window": window})
-        version = registry.for_dataset(spec).register_challenger(
-            trained.predictor,
-            tags={"dagster_run_id": context.run.run_id, "data_window": window, "mlflow_run_id": run.info.run_id},
+        version = record_candidate(
+            mlflow, registry.for_dataset(spec), trained, window,
+            tags={"dagster_run_id": context.run.run_id},
             input_example=trained.predictor.encoded(split.holdout.head(3)),
-        )
+        )  # fmt: skip
         mlflow.end_run()
     except BaseException:
         mlflow.end_run(status="FAILED")

@@ -7,7 +7,6 @@ yet, the comparative gates do not apply and the absolute floors decide.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from enum import Enum
 
 
@@ -113,10 +112,6 @@ def all_passed(gates: list[GateResult]) -> bool:
 
 def failed(gates: list[GateResult]) -> list[str]:
     return [g.name for g in gates if g.verdict == Verdict.FAIL]
-
-
-def days_between(earlier: datetime, later: datetime) -> float:
-    return (later - earlier).total_seconds() / 86_400
 
 
 def gates_markdown(gates: list[GateResult]) -> str:

@@ -95,6 +95,12 @@ class ModelRegistry:
         info = self.version_info(version)
         return dict(self.client.get_run(info.run_id).data.metrics) if info.run_id else {}
 
+    def days_since_promotion(self, version: str, now: datetime | None = None) -> float | None:
+        promoted_at = self.version_info(version).tags.get("promoted_at")
+        if not promoted_at:
+            return None
+        return ((now or datetime.now(UTC)) - datetime.fromisoformat(promoted_at)).total_seconds() / 86_400
+
     def history(self) -> list[dict]:
         model = self.client.get_registered_model(self.model_name)
         return json.loads(model.tags.get(HISTORY_TAG, "[]"))

@@ -1,0 +1,61 @@
+"""Champion vs challenger on the same holdout rows: metrics, inference checks and gate verdicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .gates import Evidence, GateConfig, GateResult, all_passed, evaluate_gates, failed
+from .metrics import classification_metrics
+from .plots import roc_png
+from .predictor import Predictor, is_deterministic, one_row_latency_ms
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    gates: list[GateResult]
+    challenger_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    roc_png: bytes
+
+    @property
+    def passed(self) -> bool:
+        return all_passed(self.gates)
+
+    @property
+    def failed_gates(self) -> list[str]:
+        return failed(self.gates)
+
+    @property
+    def verdict(self) -> str:
+        return "promote" if self.passed else f"reject: {', '.join(self.failed_gates)} failed"
+
+
+def evaluate_challenger(
+    challenger: Predictor,
+    champion: Predictor | None,
+    holdout: pd.DataFrame,
+    config: GateConfig,
+    label_coverage: float | None = None,
+    days_since_promotion: float | None = None,
+) -> Evaluation:
+    spec = challenger.spec
+    labels = holdout[spec.target]
+    curves = {f"challenger v{challenger.version}": challenger.scores(holdout)}
+    challenger_metrics = classification_metrics(labels, curves[f"challenger v{challenger.version}"], challenger.threshold)
+    champion_metrics = None
+    if champion is not None:
+        curves[f"champion v{champion.version}"] = champion_scores = champion.scores(holdout)
+        champion_metrics = classification_metrics(labels, champion_scores, champion.threshold)
+    evidence = Evidence(
+        challenger=challenger_metrics,
+        champion=champion_metrics,
+        holdout_rows=len(holdout),
+        label_coverage=label_coverage,
+        days_since_promotion=days_since_promotion if champion is not None else None,
+        deterministic=is_deterministic(challenger, holdout),
+        latency_ms=one_row_latency_ms(challenger, holdout),
+    )
+    gates = evaluate_gates(evidence, config, spec.auc_floor, spec.recall_floor)
+    return Evaluation(gates, challenger_metrics, champion_metrics, roc_png(labels, curves))
