@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from retrain_platform.core.features import build_features
 from retrain_platform.core.window import select_window
 from retrain_platform.resources import DatasetResource, HistorySource
 
@@ -39,15 +40,10 @@ def raw_data(
 def validated_features(raw_data: pd.DataFrame, dataset: DatasetResource) -> dg.Output[pd.DataFrame]:
     """The spec's columns in time order; blocking Pandera checks guard everything downstream."""
     spec = dataset.spec
-    missing = [c for c in spec.columns if c not in raw_data.columns]
-    if missing:
-        raise dg.Failure(f"source data lacks columns the {spec.name} spec needs: {missing}")
-    # Values stay as they came: conversion would hide bad types and unknown categories from the checks.
-    frame = raw_data[spec.columns]
-    if spec.timestamp:
-        frame = frame.sort_values([spec.timestamp, spec.id_column], kind="stable")
-    frame = frame.reset_index(drop=True)
-    frame.attrs = dict(raw_data.attrs)
+    try:
+        frame = build_features(raw_data, spec)
+    except ValueError as err:
+        raise dg.Failure(str(err)) from err
     return dg.Output(
         frame,
         metadata={"dagster/row_count": len(frame), "dagster/column_schema": column_schema(spec)},

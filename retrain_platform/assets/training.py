@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from retrain_platform.core.split import time_split
+from retrain_platform.core.split import reference_sample, time_split
 from retrain_platform.core.training import TrainParams, train_candidate
 from retrain_platform.core.window import Window
 from retrain_platform.registry import PRODUCTION
@@ -11,9 +11,6 @@ from retrain_platform.registry.tracking import record_candidate
 from retrain_platform.resources import DatasetResource, MlflowTracking, RegistryResource
 
 from .metadata import metrics_table
-
-REFERENCE_ROWS = 20_000
-
 
 class TrainConfig(dg.Config):
     learning_rate: float = 0.05
@@ -93,8 +90,7 @@ def reference_data(
     """What the candidate learned from, with its scores: the drift baseline of that model version."""
     spec = dataset.spec
     split = time_split(validated_features, spec, candidate_model["validation_fraction"], candidate_model["holdout_fraction"])
-    seen = pd.concat([split.train, split.validation])
-    reference = seen.sample(n=min(REFERENCE_ROWS, len(seen)), random_state=0).sort_index()
+    reference = reference_sample(split)
     reg = registry.for_dataset(spec)
     predictor = reg.load_predictor(candidate_model["version"])
     reference = reference.assign(prediction=predictor.scores(reference))
