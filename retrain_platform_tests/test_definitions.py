@@ -36,3 +36,21 @@ def test_graph_shape_and_lineage(tmp_path):
                       ("validated_features", "window_covered"), ("evaluation_report", "gates_passed")}  # fmt: skip
     for key in graph.get_all_asset_keys():
         assert graph.get(key).group_name != "default" and defs.resolve_assets_def(key).descriptions_by_key[key]
+
+
+def test_instance_configs_are_valid_and_serialise_promotions(tmp_path):
+    import yaml
+    from dagster._config import validate_config
+    from dagster._core.instance.config import dagster_instance_config_schema
+
+    repo = Path(__file__).resolve().parents[1]
+    for path in (repo / "dagster.yaml", repo / "retrain_platform" / "instance" / "embedded.yaml"):
+        config = yaml.safe_load(path.read_text())
+        result = validate_config(dagster_instance_config_schema(), config)
+        assert result.success, (path, result.errors)
+        assert config["concurrency"]["pools"]["default_limit"] == 1
+        assert {"key": "retrain_platform/promotion", "limit": 1} in config["concurrency"]["runs"]["tag_concurrency_limits"]
+    defs = build_definitions(Settings(home=tmp_path))
+    assert defs.resolve_assets_def("production_model").node_def.pool == "promotion"
+    assert defs.resolve_job_def("rollback_job").graph.node_defs[0].pool == "promotion"
+    assert defs.resolve_job_def("retrain").tags["retrain_platform/promotion"] == "exclusive"

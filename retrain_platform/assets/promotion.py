@@ -8,9 +8,12 @@ from retrain_platform.registry import PRODUCTION
 from retrain_platform.resources import DatasetResource, RegistryResource
 
 PRODUCTION_MODEL = dg.AssetKey("production_model")
+# Every alias move runs in this pool, limited to one slot by the instance config, so that a
+# Materialize click outside the retrain job cannot promote beside a running retrain either.
+PROMOTION_POOL = "promotion"
 
 
-@dg.asset(group_name="deployment", kinds={"mlflow"})
+@dg.asset(group_name="deployment", kinds={"mlflow"}, pool=PROMOTION_POOL)
 def production_model(
     context: dg.AssetExecutionContext, evaluation_report: dict, dataset: DatasetResource, registry: RegistryResource
 ) -> dg.MaterializeResult:
@@ -42,7 +45,7 @@ class RollbackConfig(dg.Config):
     to_version: str = ""  # empty: the version the current production replaced
 
 
-@dg.op(out={})
+@dg.op(out={}, pool=PROMOTION_POOL)
 def rollback_production(
     context: dg.OpExecutionContext, config: RollbackConfig, dataset: DatasetResource, registry: RegistryResource
 ):
