@@ -1,0 +1,250 @@
+"""The prediction log and its late labels, in SQL: SQLite by default, PostgreSQL in deployment.
+
+Serving only enqueues predictions (see `BatchWriter`); labels are written at once, since the
+caller wants to know whether its prediction id exists. Monitoring reads the log back as frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DataError, IntegrityError
+
+from .batch_writer import BatchWriter, WriterStats
+
+log = logging.getLogger(__name__)
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Timezone-aware UTC in and out, also on SQLite (which stores naive text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give the prediction store timezone-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("prediction_id", sa.String(36), primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("features", sa.JSON(), nullable=False),
+    sa.Column("score", sa.Float(), nullable=False),
+    sa.Column("predicted_label", sa.Integer(), nullable=False),
+    # The challenger, scored on the same row off the request path, when one exists.
+    sa.Column("shadow_version", sa.String(64), nullable=True),
+    sa.Column("shadow_score", sa.Float(), nullable=True),
+    sa.Column("latency_ms", sa.Float(), nullable=True),
+)
+
+labels = sa.Table(
+    "labels",
+    metadata,
+    sa.Column("prediction_id", sa.String(36), sa.ForeignKey("predictions.prediction_id"), primary_key=True),
+    sa.Column("labelled_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("label", sa.Integer(), nullable=False),
+)
+
+PREDICTION_COLUMNS = [c.name for c in predictions.columns if c.name != "features"]
+
+
+class UnknownPrediction(LookupError):
+    """No prediction with this id was ever logged."""
+
+
+class DuplicateLabel(ValueError):
+    """The prediction already has a label; labels are written once."""
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    prediction_id: str
+    label: int
+    labelled_at: datetime
+    model_version: str
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_store_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            # WAL lets monitoring read while the writer thread writes.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class PredictionStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        prepare: Callable[[list[dict]], None] | None = None,
+    ):
+        """`prepare` runs on each batch in the writer thread before it is stored (shadow scoring)."""
+        self.url = url
+        self.engine = create_store_engine(url)
+        metadata.create_all(self.engine)
+        self.writer = BatchWriter(
+            self._insert_predictions, key="prediction_id", batch_size=batch_size, interval=flush_interval,
+            prepare=prepare, name="prediction-writer",
+        )  # fmt: skip
+
+    # -- writing --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.writer.start()
+
+    def close(self) -> None:
+        """Flush every queued prediction, then release the database connections."""
+        try:
+            self.writer.close()
+        finally:
+            self.engine.dispose()
+
+    def flush(self) -> int:
+        return self.writer.flush()
+
+    def record(self, prediction: dict) -> None:
+        """Queue one prediction (a dict with the `predictions` columns) for the writer thread."""
+        self.writer.submit(prediction)
+
+    def record_many(self, rows: list[dict]) -> None:
+        self.writer.submit_many(rows)
+
+    def stats(self) -> WriterStats:
+        return self.writer.stats()
+
+    def _insert_predictions(self, rows: list[dict]) -> None:
+        columns = [c.name for c in predictions.columns]
+        clean = [{name: row.get(name) for name in columns} for row in rows]
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(predictions.insert(), clean)
+        except (IntegrityError, DataError):
+            # A retried batch whose first commit did land, or one row the database refuses: store
+            # the rest one by one rather than block the log behind it. A dead database (an
+            # OperationalError) still raises, and the writer retries the whole batch later.
+            self._insert_one_by_one(clean)
+
+    def _insert_one_by_one(self, rows: list[dict]) -> None:
+        for row in rows:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(predictions.insert(), row)
+            except IntegrityError:
+                if self.get_prediction(row["prediction_id"]) is None:
+                    log.error("prediction %s refused by the database; dropped", row["prediction_id"], exc_info=True)
+            except DataError:
+                log.error("prediction %s refused by the database; dropped", row["prediction_id"], exc_info=True)
+
+    def add_label(self, prediction_id: str, label: int, labelled_at: datetime | None = None) -> LabelRecord:
+        """Attach the true outcome to a logged prediction; raises UnknownPrediction or DuplicateLabel."""
+        if self.writer.is_pending(prediction_id):
+            self.flush()  # the label may arrive before the writer thread stored its prediction
+        labelled_at = labelled_at or utcnow()
+        with self.engine.begin() as conn:
+            version = conn.execute(
+                sa.select(predictions.c.model_version).where(predictions.c.prediction_id == prediction_id)
+            ).scalar_one_or_none()
+            if version is None:
+                raise UnknownPrediction(f"no prediction with id {prediction_id!r}")
+            existing = conn.execute(sa.select(labels.c.label).where(labels.c.prediction_id == prediction_id)).first()
+            if existing is not None:
+                raise DuplicateLabel(f"prediction {prediction_id!r} is already labelled {existing.label}")
+            try:
+                conn.execute(labels.insert().values(prediction_id=prediction_id, label=int(label), labelled_at=labelled_at))
+            except IntegrityError as err:  # a concurrent label for the same id won the race
+                raise DuplicateLabel(f"prediction {prediction_id!r} is already labelled") from err
+        return LabelRecord(prediction_id, int(label), labelled_at, version)
+
+    # -- reading, for monitoring ---------------------------------------------------------------
+    def count_predictions(self, since: datetime | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(predictions)
+        if since is not None:
+            query = query.where(predictions.c.created_at >= since)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def get_prediction(self, prediction_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(predictions).where(predictions.c.prediction_id == prediction_id)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def predictions_since(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
+        """Predictions created in [since, until), one column per feature, oldest first."""
+        query = sa.select(predictions).where(predictions.c.created_at >= since)
+        if until is not None:
+            query = query.where(predictions.c.created_at < until)
+        return self._frame(query.order_by(predictions.c.created_at), PREDICTION_COLUMNS)
+
+    def labelled_predictions(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
+        """Predictions created in [since, until) that have a label, with `label` and `labelled_at`."""
+        query = sa.select(predictions, labels.c.label, labels.c.labelled_at).join(
+            labels, labels.c.prediction_id == predictions.c.prediction_id
+        ).where(predictions.c.created_at >= since)  # fmt: skip
+        if until is not None:
+            query = query.where(predictions.c.created_at < until)
+        return self._frame(query.order_by(predictions.c.created_at), [*PREDICTION_COLUMNS, "label", "labelled_at"])
+
+    def label_coverage(self, since: datetime, until: datetime | None = None) -> float | None:
+        """Share of the predictions created in [since, until) that have a label; None if there are none."""
+        window = predictions.c.created_at >= since
+        if until is not None:
+            window = window & (predictions.c.created_at < until)
+        query = sa.select(sa.func.count(predictions.c.prediction_id), sa.func.count(labels.c.prediction_id)).select_from(
+            predictions.outerjoin(labels, labels.c.prediction_id == predictions.c.prediction_id)
+        ).where(window)  # fmt: skip
+        with self.engine.connect() as conn:
+            total, labelled = conn.execute(query).one()
+        return labelled / total if total else None
+
+    def _frame(self, query, columns: list[str]) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        meta = pd.DataFrame.from_records([{c: row[c] for c in columns} for row in rows], columns=columns)
+        features = pd.DataFrame.from_records([row["features"] for row in rows])
+        for name in ("created_at", "labelled_at"):
+            if name in meta:
+                meta[name] = pd.to_datetime(meta[name], utc=True)
+        floats = ["score", "shadow_score", "latency_ms"]
+        meta[floats] = meta[floats].astype("float64")
+        # Feature names come from the spec and never clash with the log's own columns.
+        return pd.concat([meta, features.drop(columns=[c for c in features if c in meta], errors="ignore")], axis=1)
+

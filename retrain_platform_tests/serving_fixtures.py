@@ -1,0 +1,179 @@
+"""Helpers for tests that need real registered models and real servers (no conftest here).
+
+- `register_flight_models`: trains small LightGBM models on slices of the real flights data and
+  registers them in a temporary MLflow store, production alias on the first.
+- `UvicornThread`: a real uvicorn server on a free 127.0.0.1 port, in a thread.
+- `MlflowServerThread`: MLflow's own tracking server (its Flask app) on a port, in a thread, that
+  can be stopped and started again: a real "registry unreachable".
+- `postgres_store_url`: a PostgreSQL URL whose tables live in a schema of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from retrain_platform.datasets import DatasetSpec
+    from retrain_platform.registry import ModelRegistry
+
+POSTGRES_URL = os.environ.get("RETRAIN_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+def json_rows(frame: pd.DataFrame, spec: DatasetSpec) -> list[dict]:
+    """Feature rows as a JSON client sends them: plain Python values, missing as null."""
+    rows = frame[spec.feature_names].astype(object).to_dict("records")
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in rows]
+
+
+@dataclass
+class RegisteredModels:
+    spec: DatasetSpec
+    tracking_uri: str
+    artifact_root: str
+    versions: list[str]
+    registry: ModelRegistry
+    rows: list[dict]  # real feature rows from the holdout, ready to POST
+
+
+def register_flight_models(folder: Path, count: int = 2, rows_per_model: int = 20_000) -> RegisteredModels:
+    """Train `count` quick models on consecutive slices of the flights data; version 1 is production,
+    the last one keeps the challenger alias."""
+    # Imported here so that store tests, which share this module, stay quick to collect.
+    import mlflow
+
+    from retrain_platform.core.split import time_split
+    from retrain_platform.core.training import TrainParams, train_candidate
+    from retrain_platform.datasets import get_spec
+    from retrain_platform.registry import ModelRegistry, ensure_experiment
+
+    spec = get_spec("flights")
+    frame = spec.load()
+    folder.mkdir(parents=True, exist_ok=True)
+    tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    artifact_root = (folder / "artifacts").as_uri()
+    registry = ModelRegistry(tracking_uri, spec.model_name)
+    experiment_id = ensure_experiment(tracking_uri, "serving-tests", artifact_root)
+    versions, holdout = [], None
+    with contextlib.ExitStack() as stack:
+        # MLflow infers pip requirements in a subprocess that loads the model: ~6 s per version on
+        # 2 cores. A zero timeout falls back to the flavour's default requirements; the logged
+        # model is otherwise the same.
+        if "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT" not in os.environ:
+            stack.callback(os.environ.pop, "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", None)
+            os.environ["MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT"] = "0"
+        for i in range(count):
+            split = time_split(frame.iloc[i * rows_per_model : (i + 1) * rows_per_model], spec)
+            trained = train_candidate(split, spec, TrainParams(max_rounds=30))
+            window = f"slice-{i}"
+            with mlflow.start_run(experiment_id=experiment_id) as run:
+                mlflow.log_metrics({f"holdout_{k}": v for k, v in trained.holdout_metrics.items()})
+                version = registry.register_challenger(
+                    trained.predictor,
+                    tags={"dagster_run_id": f"test-run-{i}", "data_window": window, "mlflow_run_id": run.info.run_id},
+                    input_example=split.holdout[spec.feature_names].head(3),
+                )
+            versions.append(version)
+            holdout = split.holdout
+    registry.promote(versions[0], expected_current=None)
+    return RegisteredModels(spec, tracking_uri, artifact_root, versions, registry, json_rows(holdout.head(500), spec))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class UvicornThread:
+    """`uvicorn` serving `app` on a free port until `stop()`, which is a graceful shutdown."""
+
+    def __init__(self, app, startup_timeout: float = 60.0):
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + startup_timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start (see the log above)")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+        self.sock.close()
+        if self.thread.is_alive():
+            raise RuntimeError("uvicorn did not stop within 60 s")
+
+    def __enter__(self) -> UvicornThread:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.thread.is_alive():
+            self.stop()
+
+
+class MlflowServerThread:
+    """MLflow's tracking server over a local store, in-process; `stop()` makes it unreachable."""
+
+    def __init__(self, backend_uri: str, artifact_root: str):
+        os.environ["_MLFLOW_SERVER_FILE_STORE"] = backend_uri
+        os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = artifact_root
+        from mlflow.server import app  # reads the store from those variables on first use
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = None
+        self.start()
+
+    def start(self) -> None:
+        from werkzeug.serving import make_server
+
+        self._server = make_server("127.0.0.1", self.port, self.app, threaded=True)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@contextlib.contextmanager
+def postgres_store_url(base_url: str = POSTGRES_URL) -> Iterator[str]:
+    """A URL for the test PostgreSQL whose search_path is a fresh schema, dropped afterwards."""
+    schema = f"retrain_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -1,0 +1,482 @@
+"""Serving over real HTTP: uvicorn on a free port, MLflow's tracking server over a temporary store
+holding two real models, a real SQLite file (and PostgreSQL) for the prediction log.
+
+Dagster is the one stand-in: a small GraphQL endpoint that checks every query against Dagster's
+real GraphQL schema and answers like Dagster does, so /retrain is tested without running training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from retrain_platform.datasets import get_spec
+from retrain_platform.registry import CHALLENGER
+from retrain_platform.settings import Settings
+from retrain_platform.store import PredictionStore
+from retrain_platform_tests.serving_fixtures import (
+    MlflowServerThread,
+    UvicornThread,
+    free_port,
+    postgres_store_url,
+    register_flight_models,
+)
+from serving.app import create_app
+from serving.config import ServingConfig
+from serving.schemas import example_row
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "test-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FAST = ServingConfig(poll_seconds=0.3, store_flush_seconds=0.1, max_body_bytes=8 * 1024 * 1024)
+
+
+class FakeDagster:
+    """Answers launchRun / runOrError like dagster-webserver, after validating the query
+    against the real schema from dagster-graphql."""
+
+    def __init__(self):
+        from dagster_graphql.schema import create_schema
+        from graphql import parse, validate
+
+        schema = create_schema().graphql_schema
+        self.calls: list[dict] = []
+        self.runs: dict[str, str] = {}
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                errors = validate(schema, parse(body["query"]))
+                fake.calls.append({"path": self.path, **body, "errors": [e.message for e in errors]})
+                if errors:
+                    answer = {"errors": [{"message": e.message} for e in errors]}
+                else:
+                    answer = {"data": fake.answer(body["query"], body["variables"])}
+                payload = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, query: str, variables: dict) -> dict:
+        if "launchRun" in query:
+            selector = variables["executionParams"]["selector"]
+            wanted = {"repositoryLocationName": "retrain_platform", "repositoryName": "__repository__", "jobName": "retrain"}
+            if selector != wanted:
+                return {"launchRun": {"__typename": "PipelineNotFoundError", "message": f"Could not find Pipeline {selector}"}}
+            run_id = str(uuid.uuid4())
+            self.runs[run_id] = "SUCCESS"
+            return {"launchRun": {"__typename": "LaunchRunSuccess", "run": {"runId": run_id, "status": "QUEUED"}}}
+        run_id = variables["runId"]
+        if run_id not in self.runs:
+            return {"runOrError": {"__typename": "RunNotFoundError", "message": f"Run {run_id} could not be found."}}
+        return {"runOrError": {"__typename": "Run", "runId": run_id, "status": self.runs[run_id]}}
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return register_flight_models(tmp_path_factory.mktemp("mlflow"))
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(models):
+    server = MlflowServerThread(models.tracking_uri, models.artifact_root)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def dagster():
+    fake = FakeDagster()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def admin_token():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETRAIN_ADMIN_TOKEN", TOKEN)
+        yield
+
+
+def settings_for(folder, mlflow_server, **overrides) -> Settings:
+    values = {"home": folder, "mlflow_tracking_uri": mlflow_server.url,
+              "prediction_store_url": f"sqlite:///{folder / 'predictions.db'}", **overrides}  # fmt: skip
+    return Settings(**values)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, mlflow_server, dagster):
+    settings = settings_for(tmp_path_factory.mktemp("serving"), mlflow_server, dagster_url=dagster.url)
+    with UvicornThread(create_app(settings, FAST)) as running:
+        running.settings = settings
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http
+
+
+def served_versions(models) -> tuple[str, str | None]:
+    production = models.registry.production_version()
+    challenger = models.registry.alias_version(CHALLENGER)
+    return production, (challenger if challenger != production else None)
+
+
+def wait_for(condition, timeout: float = 15.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# -- predictions ----------------------------------------------------------------------------------
+def test_predict_scores_with_the_production_model_and_logs_a_shadow_score(client, server, models):
+    production, challenger = served_versions(models)
+    row = models.rows[0]
+    response = client.post("/predict", json=row)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == production == response.headers["X-Model-Version"]
+    uuid.UUID(body["prediction_id"])
+    expected = models.registry.load_predictor(production).score_rows([row])[0]
+    assert body["probability"] == pytest.approx(expected, abs=1e-12)
+    assert body["label"] == int(body["probability"] >= body["threshold"])
+
+    store = PredictionStore(server.settings.store_url)
+    logged = wait_for(lambda: store.get_prediction(body["prediction_id"]), what="the prediction in the store")
+    store.close()
+    assert logged["model_version"] == production and logged["features"] == row
+    assert logged["score"] == pytest.approx(body["probability"])
+    assert logged["shadow_version"] == challenger
+    if challenger:
+        shadow = models.registry.load_predictor(challenger).score_rows([row])[0]
+        assert logged["shadow_score"] == pytest.approx(shadow, abs=1e-12)
+
+
+BAD_REQUESTS = {
+    "bad json": (b'{"day_of_week": 1,', None, "json_invalid"),
+    "missing field": ({"drop": "carrier"}, "carrier", "missing"),
+    "out of range": ({"dep_hour": 24}, "dep_hour", "less_than_equal"),
+    "below range": ({"distance": 0}, "distance", "greater_than_equal"),
+    "unknown category": ({"dest": "XXX"}, "dest", "literal_error"),
+    "wrong type": ({"distance": "far"}, "distance", "float_parsing"),
+    "fractional integer": ({"day_of_week": 2.5}, "day_of_week", "int_from_float"),
+    "not a number": (b"NaN", "temp", "finite_number"),
+    "unknown field": ({"dep_delay": 12}, "dep_delay", "extra_forbidden"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS, ids=list(BAD_REQUESTS))
+def test_malformed_request_is_422_naming_the_field(client, models, case):
+    change, field, error_type = BAD_REQUESTS[case]
+    row = dict(models.rows[1])
+    if change == b"NaN":
+        content = json.dumps({**row, "temp": float("nan")}).encode()  # Python's json writes NaN
+    elif isinstance(change, bytes):
+        content = change
+    else:
+        row.pop(change.pop("drop", None), None)
+        content = json.dumps({**row, **change}).encode()
+    response = client.post("/predict", content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert errors[0]["type"] == error_type
+    if field:
+        assert errors[0]["loc"] == ["body", field]
+
+
+def test_nullable_fields_may_be_null_or_absent(client, models):
+    row = {k: v for k, v in models.rows[2].items() if k not in ("wind_gust", "pressure")} | {"temp": None}
+    assert client.post("/predict", json=row).status_code == 200
+
+
+def test_batch_scores_every_row_with_its_own_id(client, models):
+    production, _ = served_versions(models)
+    rows = models.rows[:5]
+    response = client.post("/predict/batch", json={"rows": rows})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == production and body["count"] == 5
+    assert len({p["prediction_id"] for p in body["predictions"]}) == 5
+    expected = models.registry.load_predictor(production).score_rows(rows)
+    assert [p["probability"] for p in body["predictions"]] == pytest.approx(list(expected), abs=1e-12)
+
+    bad = client.post("/predict/batch", json={"rows": [rows[0], {**rows[1], "origin": "SFO"}]})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "rows", 1, "origin"]
+    assert client.post("/predict/batch", json={"rows": []}).status_code == 422
+
+
+def test_batch_limit_is_inclusive_and_a_bigger_batch_is_413(client, models):
+    limit = FAST.max_batch_rows
+    many = (models.rows * (limit // len(models.rows) + 1))[: limit + 1]
+    assert client.post("/predict/batch", json={"rows": many[:limit]}).json()["count"] == limit
+    over = client.post("/predict/batch", json={"rows": many})
+    assert over.status_code == 413
+    assert f"at most {limit} rows" in over.json()["detail"]
+    huge = client.post("/predict/batch", content=b" " * (FAST.max_body_bytes + 1), headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413 and "over the limit" in huge.json()["detail"]
+
+
+# -- feedback and tokens ------------------------------------------------------------------------
+def test_feedback_labels_a_prediction_once(client, models):
+    prediction = client.post("/predict", json=models.rows[3]).json()
+    # Sent at once: the prediction may still be queued for the writer thread.
+    ack = client.post("/feedback", json={"prediction_id": prediction["prediction_id"], "label": 1}, headers=AUTH)
+    assert ack.status_code == 201, ack.text
+    assert ack.json()["model_version"] == prediction["model_version"] and ack.json()["label"] == 1
+    again = client.post("/feedback", json={"prediction_id": prediction["prediction_id"], "label": 0}, headers=AUTH)
+    assert again.status_code == 409 and "already labelled" in again.json()["detail"]
+    unknown = client.post("/feedback", json={"prediction_id": str(uuid.uuid4()), "label": 1}, headers=AUTH)
+    assert unknown.status_code == 404
+    not_binary = client.post("/feedback", json={"prediction_id": prediction["prediction_id"], "label": 2}, headers=AUTH)
+    assert not_binary.status_code == 422 and not_binary.json()["detail"][0]["loc"] == ["body", "label"]
+
+
+PROTECTED = [("POST", "/feedback"), ("POST", "/admin/reload"), ("POST", "/retrain"), ("GET", "/retrain/status/abc")]
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_admin_endpoints_want_the_bearer_token(client, method, path, monkeypatch):
+    body = {"prediction_id": "x", "label": 1} if path == "/feedback" else None
+    missing = client.request(method, path, json=body)
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    assert client.request(method, path, json=body, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert client.request(method, path, json=body, headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
+    monkeypatch.delenv("RETRAIN_ADMIN_TOKEN")
+    unset = client.request(method, path, json=body, headers=AUTH)
+    assert unset.status_code == 503 and "admin token not configured" in unset.json()["detail"]
+
+
+# -- model info, health, docs -------------------------------------------------------------------
+def test_model_info_and_health_describe_the_served_model(client, models):
+    production, challenger = served_versions(models)
+    info = client.get("/model-info").json()
+    assert info["version"] == production and info["challenger_version"] == challenger
+    assert info["model_uri"] == f"models:/{models.spec.model_name}/{production}"
+    tags = models.registry.version_info(production).tags
+    assert info["data_window"] == tags["data_window"] and info["promoted_at"] == tags["promoted_at"]
+    assert info["dagster_run_id"] == tags["dagster_run_id"]
+    assert info["metrics"] == pytest.approx(models.registry.run_metrics(production)) and "holdout_auc" in info["metrics"]
+    health = client.get("/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert (body["status"], body["model_loaded"], body["model_version"]) == ("ok", True, production)
+    checked = datetime.fromisoformat(body["last_registry_check_at"])
+    assert datetime.now(UTC) - checked < timedelta(seconds=10)
+    assert client.get("/health/live").json() == {"status": "alive"}
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["FlightsFeatures"]
+    assert schema["additionalProperties"] is False and "carrier" in schema["required"]
+    assert schema["properties"]["dep_hour"]["maximum"] == 23
+
+
+def test_without_a_production_model_predictions_are_503(tmp_path, mlflow_server):
+    # No breast_cancer model was ever registered in this MLflow store.
+    settings = settings_for(tmp_path, mlflow_server, dataset="breast_cancer")
+    with UvicornThread(create_app(settings, FAST)) as running, httpx.Client(base_url=running.url) as http:
+        row = example_row(get_spec("breast_cancer"))
+        response = http.post("/predict", json=row)
+        assert response.status_code == 503
+        assert "no model is loaded yet" in response.json()["detail"] and "production" in response.json()["detail"]
+        assert http.post("/predict/batch", json={"rows": [row]}).status_code == 503
+        assert http.get("/model-info").status_code == 503
+        health = http.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "unavailable"
+        assert http.post("/predict", json={**row, "mean_radius": -1}).status_code == 422  # validation still first
+
+
+# -- durability: every prediction reaches the store -----------------------------------------------
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_concurrent_predictions_all_reach_the_store_after_a_graceful_stop(request, tmp_path, mlflow_server, models, backend):
+    # Queued until shutdown: a long interval and a big batch, so only close() can write them.
+    config = ServingConfig(poll_seconds=30, store_batch_size=100_000, store_flush_seconds=60)
+    sqlite = contextlib.nullcontext(f"sqlite:///{tmp_path / 'graceful.db'}")
+    with postgres_store_url(request.getfixturevalue("postgres_url")) if backend == "postgres" else sqlite as url:
+        settings = settings_for(tmp_path, mlflow_server, prediction_store_url=url)
+        running = UvicornThread(create_app(settings, config))
+        _, challenger = served_versions(models)
+
+        def predict_many(rows):
+            with httpx.Client(base_url=running.url, timeout=30) as http:
+                answers = [http.post("/predict", json=row) for row in rows]
+            return [(a.status_code, a.json().get("prediction_id")) for a in answers]
+
+        total, threads = 200, 8
+        rows = (models.rows * 2)[:total]
+        with ThreadPoolExecutor(threads) as pool:
+            results = [r for chunk in pool.map(predict_many, [rows[i::threads] for i in range(threads)]) for r in chunk]
+        assert [status for status, _ in results] == [200] * total
+        reader = PredictionStore(url)
+        assert reader.count_predictions() == 0  # all still queued in the server
+        running.stop()
+
+        assert reader.count_predictions() == total
+        logged = reader.predictions_since(datetime.now(UTC) - timedelta(hours=1))
+        assert set(logged["prediction_id"]) == {pid for _, pid in results}
+        assert (logged["shadow_version"].isna().all() if challenger is None else logged["shadow_version"].eq(challenger).all())
+        reader.close()
+
+
+def test_uvicorn_process_configured_by_env_flushes_on_sigterm(tmp_path, mlflow_server, models):
+    """`uvicorn serving.app:app` as deployed: settings from RETRAIN_* only, SIGTERM as the stop.
+    A `dagster` package that refuses to import shadows the real one: serving must never need it."""
+    store_url = f"sqlite:///{tmp_path / 'process.db'}"
+    port = free_port()
+    poisoned = tmp_path / "no_dagster" / "dagster"
+    poisoned.mkdir(parents=True)
+    (poisoned / "__init__.py").write_text("raise ImportError('serving imported dagster')\n")
+    env = {
+        **os.environ, "PYTHONPATH": str(poisoned.parent),
+        "RETRAIN_HOME": str(tmp_path / "home"), "RETRAIN_MLFLOW_TRACKING_URI": mlflow_server.url,
+        "RETRAIN_PREDICTION_STORE_URL": store_url, "RETRAIN_SERVING_POLL_SECONDS": "30",
+        "RETRAIN_STORE_FLUSH_SECONDS": "60", "RETRAIN_STORE_BATCH_SIZE": "100000",
+    }  # fmt: skip
+    command = [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+
+            def ready():
+                try:
+                    return http.get("/health").status_code == 200
+                except httpx.TransportError:
+                    assert process.poll() is None, process.stdout.read().decode()[-3000:]
+                    return False
+
+            wait_for(ready, timeout=60, what="uvicorn serving.app:app to be ready")
+            ids = [http.post("/predict", json=row).json()["prediction_id"] for row in models.rows[:50]]
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0].decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    # Uvicorn re-raises the signal once its graceful shutdown is complete.
+    assert process.returncode in (0, -signal.SIGTERM), output[-3000:]
+    assert "Application shutdown complete" in output
+    reader = PredictionStore(store_url)
+    assert set(reader.predictions_since(datetime.now(UTC) - timedelta(hours=1))["prediction_id"]) == set(ids)
+    reader.close()
+
+
+# -- hot swap and registry outage ---------------------------------------------------------------
+def test_promotion_is_picked_up_under_load_without_a_failed_request(client, server, models):
+    before, _ = served_versions(models)
+    after = next(v for v in models.versions if v != before)
+    seen, failures, stop = [], [], threading.Event()
+
+    def hammer():
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            i = 0
+            while not stop.is_set():
+                try:
+                    response = http.post("/predict", json=models.rows[i % len(models.rows)])
+                    if response.status_code != 200:
+                        failures.append(response.text)
+                    else:
+                        seen.append(response.json()["model_version"])
+                except httpx.HTTPError as err:
+                    failures.append(repr(err))
+                i += 1
+
+    worker = threading.Thread(target=hammer)
+    worker.start()
+    try:
+        wait_for(lambda: len(seen) > 20, what="traffic before the promotion")
+        models.registry.promote(after, expected_current=before)
+        wait_for(lambda: seen and seen[-1] == after, what=f"responses from version {after}")
+        count = len(seen)
+        wait_for(lambda: len(seen) > count + 20, what="traffic after the swap")
+    finally:
+        stop.set()
+        worker.join()
+    assert failures == []
+    swap = seen.index(after)
+    assert set(seen[:swap]) == {before} and set(seen[swap:]) == {after}  # one clean switch
+    health = client.get("/health").json()
+    assert health["model_version"] == after and health["status"] == "ok"
+    assert health["challenger_version"] is None  # the challenger alias now names production itself
+
+
+def test_registry_outage_keeps_serving_and_health_says_degraded(client, mlflow_server, models):
+    production, _ = served_versions(models)
+    mlflow_server.stop()
+    try:
+        health = wait_for(lambda: (h := client.get("/health").json())["status"] == "degraded" and h, what="degraded")
+        assert health["model_version"] == production and health["model_loaded"]
+        assert "Connection" in health["registry_error"] or "connect" in health["registry_error"].lower()
+        answer = client.post("/predict", json=models.rows[4])
+        assert answer.status_code == 200 and answer.json()["model_version"] == production
+        assert client.get("/model-info").json()["version"] == production
+        reload = client.post("/admin/reload", headers=AUTH)
+        assert reload.status_code == 503 and "registry check failed" in reload.json()["detail"]
+    finally:
+        mlflow_server.start()
+    wait_for(lambda: client.get("/health").json()["status"] == "ok", what="recovery after the registry is back")
+    assert client.post("/admin/reload", headers=AUTH).json() == {
+        "changed": False, "model_version": production, "challenger_version": None, "registry_error": None,
+    }  # fmt: skip
+
+
+# -- retraining through Dagster -----------------------------------------------------------------
+def test_retrain_launches_the_dagster_job_and_reports_its_status(client, dagster):
+    launched = client.post("/retrain", headers=AUTH)
+    assert launched.status_code == 202, launched.text
+    run = launched.json()
+    assert run["status"] == "QUEUED" and run["dagster_run_url"] == f"{dagster.url}/runs/{run['run_id']}"
+    launch_call = next(c for c in dagster.calls if "launchRun" in c["query"])
+    assert launch_call["errors"] == [] and launch_call["path"] == "/graphql"
+    assert {"key": "retrain_platform/trigger", "value": "serving"} in launch_call["variables"]["executionParams"][
+        "executionMetadata"]["tags"]  # fmt: skip
+
+    status = client.get(f"/retrain/status/{run['run_id']}", headers=AUTH)
+    assert status.status_code == 200 and status.json()["status"] == "SUCCESS"
+    assert all(call["errors"] == [] for call in dagster.calls)  # every query is valid for Dagster's schema
+    assert client.get("/retrain/status/no-such-run", headers=AUTH).status_code == 404
+
+    page = client.get("/retrain")
+    assert page.status_code == 200 and "<button" in page.text and "Retrain" in page.text
+
+
+def test_retrain_reports_dagster_errors(tmp_path, mlflow_server, dagster):
+    wrong_job = ServingConfig(poll_seconds=30, retrain_job="no_such_job")
+    settings = settings_for(tmp_path, mlflow_server, dagster_url=dagster.url)
+    with UvicornThread(create_app(settings, wrong_job)) as running, httpx.Client(base_url=running.url) as http:
+        refused = http.post("/retrain", headers=AUTH)
+        assert refused.status_code == 502 and "PipelineNotFoundError" in refused.json()["detail"]
+    down = settings_for(tmp_path, mlflow_server, dagster_url=f"http://127.0.0.1:{free_port()}")
+    with UvicornThread(create_app(down, FAST)) as running, httpx.Client(base_url=running.url) as http:
+        unreachable = http.post("/retrain", headers=AUTH)
+        assert unreachable.status_code == 503 and "did not answer" in unreachable.json()["detail"]

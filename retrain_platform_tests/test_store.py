@@ -1,0 +1,173 @@
+"""The prediction store on a real SQLite file and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore, UnknownPrediction
+from retrain_platform_tests.serving_fixtures import postgres_store_url
+
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store' / 'predictions.db'}"
+    else:
+        with postgres_store_url(request.getfixturevalue("postgres_url")) as url:
+            yield url
+
+
+def prediction(created_at: datetime = START, version: str = "1", score: float = 0.3, **features) -> dict:
+    return {
+        "prediction_id": str(uuid.uuid4()),
+        "created_at": created_at,
+        "model_version": version,
+        "features": features or {"carrier": "AA", "distance": 1000.0, "wind_gust": None},
+        "score": score,
+        "predicted_label": int(score >= 0.5),
+        "latency_ms": 0.2,
+    }
+
+
+def test_queued_predictions_are_written_on_close(store_url):
+    # A long interval and a big batch: nothing reaches the database before close().
+    store = PredictionStore(store_url, batch_size=100_000, flush_interval=60)
+    store.start()
+    rows = [prediction() for _ in range(400)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(store.record, rows))
+    assert store.count_predictions() == 0
+    assert store.stats().pending == 400
+    store.close()
+
+    reopened = PredictionStore(store_url)
+    try:
+        assert reopened.count_predictions() == 400
+        assert set(reopened.predictions_since(START)["prediction_id"]) == {row["prediction_id"] for row in rows}
+    finally:
+        reopened.close()
+
+
+def test_full_batch_is_written_without_waiting_for_the_interval(store_url):
+    store = PredictionStore(store_url, batch_size=50, flush_interval=60)
+    store.start()
+    try:
+        store.record_many([prediction() for _ in range(120)])
+        deadline = time.monotonic() + 10
+        while store.count_predictions() < 100 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.count_predictions() >= 100
+    finally:
+        store.close()
+    assert store.count_predictions() == 120
+
+
+def test_a_batch_with_an_already_stored_prediction_stores_the_rest(store_url):
+    # What a retry looks like when the first commit landed but its answer was lost.
+    store = PredictionStore(store_url, batch_size=1_000, flush_interval=60)
+    first = prediction()
+    store.record(first)
+    store.flush()
+    later = [prediction() for _ in range(3)]
+    store.record_many([first, *later])
+    assert store.flush() == 4
+    assert store.count_predictions() == 4 and store.stats().last_error is None
+    store.close()
+
+
+def test_labels_are_written_once_and_only_for_known_predictions(store_url):
+    store = PredictionStore(store_url, batch_size=1_000, flush_interval=60)
+    store.start()
+    try:
+        row = prediction(version="7")
+        store.record(row)
+        # Still queued: the label must not be refused because the writer has not run yet.
+        ack = store.add_label(row["prediction_id"], 1)
+        assert (ack.label, ack.model_version) == (1, "7")
+        assert ack.labelled_at.tzinfo is not None
+        with pytest.raises(DuplicateLabel, match="already labelled"):
+            store.add_label(row["prediction_id"], 0)
+        with pytest.raises(UnknownPrediction, match="no prediction with id 'nope'"):
+            store.add_label("nope", 1)
+    finally:
+        store.close()
+
+
+def test_reading_helpers_for_monitoring(store_url):
+    store = PredictionStore(store_url)
+    try:
+        old = [prediction(START - timedelta(days=3), carrier="UA", distance=500.0) for _ in range(3)]
+        new = [prediction(START + timedelta(minutes=i), score=0.9, carrier="AA", distance=700.0) for i in range(4)]
+        store.record_many(old + new)
+        store.flush()
+        store.add_label(new[0]["prediction_id"], 1)
+        store.add_label(new[1]["prediction_id"], 0)
+        store.add_label(old[0]["prediction_id"], 1)
+
+        recent = store.predictions_since(START)
+        assert list(recent["prediction_id"]) == [row["prediction_id"] for row in new]  # oldest first
+        assert str(recent["created_at"].dt.tz) == "UTC"
+        assert recent["created_at"].iloc[0] == START
+        assert list(recent["carrier"].unique()) == ["AA"] and recent["distance"].eq(700.0).all()
+        assert recent["predicted_label"].eq(1).all() and recent["shadow_score"].isna().all()
+
+        labelled = store.labelled_predictions(START)
+        assert sorted(labelled["label"]) == [0, 1]
+        assert {"labelled_at", "score", "model_version", "carrier"} <= set(labelled.columns)
+
+        assert store.label_coverage(START) == pytest.approx(2 / 4)
+        assert store.label_coverage(START - timedelta(days=7)) == pytest.approx(3 / 7)
+        assert store.label_coverage(START + timedelta(days=1)) is None
+        assert store.predictions_since(START + timedelta(days=1)).empty
+        assert store.count_predictions(since=START) == 4
+    finally:
+        store.close()
+
+
+def test_prepare_hook_enriches_batches_off_the_request_path(tmp_path):
+    seen_threads = set()
+
+    def shadow(rows):
+        seen_threads.add(threading.current_thread().name)
+        for row in rows:
+            row["shadow_version"], row["shadow_score"] = "2", row["score"] / 2
+
+    store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}", batch_size=10, flush_interval=0.05, prepare=shadow)
+    store.start()
+    rows = [prediction(score=0.8) for _ in range(25)]
+    store.record_many(rows)
+    store.close()
+    frame = store.predictions_since(START)
+    assert frame["shadow_version"].eq("2").all() and frame["shadow_score"].eq(0.4).all()
+    assert seen_threads <= {"prediction-writer", threading.current_thread().name}
+
+
+def test_a_failed_write_keeps_its_rows_for_the_next_attempt():
+    written, attempts = [], []
+
+    def flaky_write(rows):
+        attempts.append(len(rows))
+        if len(attempts) == 1:
+            raise ConnectionError("database went away")
+        written.extend(rows)
+
+    writer = BatchWriter(flaky_write, key="id", batch_size=1_000, interval=60)
+    writer.submit_many([{"id": str(i)} for i in range(5)])
+    with pytest.raises(ConnectionError):
+        writer.flush()
+    assert writer.stats().pending == 5 and "went away" in writer.stats().last_error
+    writer.submit({"id": "5"})
+    writer.close()
+    assert [row["id"] for row in written] == [str(i) for i in range(6)]  # arrival order kept
+    assert writer.stats().pending == 0 and writer.stats().last_error is None
+    # After close nothing would flush a queue, so a late row is written at once.
+    writer.submit({"id": "late"})
+    assert written[-1]["id"] == "late"

@@ -1,0 +1,154 @@
+"""Request and response models. The request model is generated from the dataset spec, so the
+API validates exactly what the Pandera schema validates: types, ranges, categories, nullability.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from retrain_platform.datasets import Categorical, DatasetSpec, Numeric
+
+
+def _example_value(feature) -> float | int | str:
+    if isinstance(feature, Categorical):
+        return feature.categories[0]
+    low = feature.min if feature.min is not None else 0
+    high = feature.max if feature.max is not None else low + 2
+    middle = (low + high) / 2
+    return int(middle) if feature.integer else round(middle, 2)
+
+
+def example_row(spec: DatasetSpec) -> dict:
+    return {feature.name: _example_value(feature) for feature in spec.features}
+
+
+def _field(feature) -> tuple[object, object]:
+    if isinstance(feature, Categorical):
+        kind: object = Literal[feature.categories]  # type: ignore[valid-type]
+        constraints: dict = {}
+    else:
+        kind = int if feature.integer else float
+        constraints = {"ge": feature.min, "le": feature.max}
+        if not feature.integer:
+            constraints["allow_inf_nan"] = False
+    description = feature.description or None
+    if feature.nullable:
+        # Missing and null both mean "not measured"; the model has a branch for it.
+        return Optional[kind], Field(None, description=description, **constraints)  # noqa: UP045
+    return kind, Field(..., description=description, **constraints)
+
+
+def _class_name(spec: DatasetSpec) -> str:
+    return "".join(part.capitalize() for part in spec.name.split("_"))
+
+
+def features_model(spec: DatasetSpec) -> type[BaseModel]:
+    """One row of model input: unknown fields, wrong types, out-of-range values and unknown
+    categories are all rejected (422), naming the field."""
+    return create_model(
+        f"{_class_name(spec)}Features",
+        __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [example_row(spec)]}),
+        __doc__=f"One row of features for dataset {spec.name!r}: {spec.description}",
+        **{feature.name: _field(feature) for feature in spec.features},
+    )
+
+
+def batch_model(spec: DatasetSpec, row_model: type[BaseModel], max_rows: int) -> type[BaseModel]:
+    return create_model(
+        f"{_class_name(spec)}Batch",
+        __config__=ConfigDict(extra="forbid"),
+        rows=(list[row_model], Field(..., min_length=1, max_length=max_rows, description=f"1 to {max_rows} rows")),
+    )
+
+
+class Prediction(BaseModel):
+    prediction_id: str = Field(description="quote it in POST /feedback when the true outcome is known")
+    model_version: str
+    probability: float = Field(description="probability of the positive class")
+    label: int = Field(description="1 when probability >= threshold")
+    threshold: float
+
+
+class RowPrediction(BaseModel):
+    prediction_id: str
+    probability: float
+    label: int
+
+
+class BatchPrediction(BaseModel):
+    model_version: str
+    threshold: float
+    count: int
+    predictions: list[RowPrediction]
+
+
+class Feedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: str = Field(min_length=1, max_length=64)
+    label: Literal[0, 1] = Field(description="the true outcome")
+
+
+class FeedbackAck(BaseModel):
+    prediction_id: str
+    label: int
+    labelled_at: datetime
+    model_version: str = Field(description="the version that made the prediction")
+
+
+class StoreHealth(BaseModel):
+    pending: int
+    written: int
+    failed_writes: int
+    last_error: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded", "unavailable"]
+    model_loaded: bool
+    model_name: str
+    model_version: str | None
+    challenger_version: str | None
+    loaded_at: datetime | None
+    poll_seconds: float
+    last_registry_check_at: datetime | None
+    last_registry_success_at: datetime | None
+    registry_error: str | None
+    store: StoreHealth
+
+
+class ModelInfo(BaseModel):
+    model_name: str
+    model_uri: str
+    version: str
+    loaded_at: datetime
+    decision_threshold: float
+    data_window: str | None
+    promoted_at: str | None
+    dagster_run_id: str | None
+    mlflow_run_id: str | None
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    challenger_version: str | None
+
+
+class Reloaded(BaseModel):
+    changed: bool
+    model_version: str | None
+    challenger_version: str | None
+    registry_error: str | None
+
+
+class RetrainLaunched(BaseModel):
+    run_id: str
+    status: str
+    dagster_run_url: str
+
+
+class RetrainStatus(BaseModel):
+    run_id: str
+    status: str
+    dagster_run_url: str
