@@ -47,8 +47,7 @@ def plain_cycle(home: Path, window_days: int) -> None:
     registry = ModelRegistry(settings.tracking_uri, spec.model_name)
     experiment = ensure_experiment(settings.tracking_uri, f"retrain-{spec.name}", settings.artifact_root)
     with mlflow.start_run(experiment_id=experiment) as run:
-        example = trained.predictor.encoded(split.holdout.head(3))
-        version = record_candidate(mlflow, registry, trained, window.label(), {}, example)
+        version = record_candidate(mlflow, registry, trained, window.label(), {}, split.holdout.head(3))
     reference = reference_sample(split)
     registry.log_reference(run.info.run_id, reference.assign(prediction=registry.load_predictor(version).scores(reference)))
     evaluation = evaluate_challenger(registry.load_predictor(version), None, split.holdout, GateConfig())

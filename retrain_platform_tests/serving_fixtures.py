@@ -69,26 +69,19 @@ def register_flight_models(folder: Path, count: int = 2, rows_per_model: int = 2
     registry = ModelRegistry(tracking_uri, spec.model_name)
     experiment_id = ensure_experiment(tracking_uri, "serving-tests", artifact_root)
     versions, holdout = [], None
-    with contextlib.ExitStack() as stack:
-        # MLflow infers pip requirements in a subprocess that loads the model: ~6 s per version on
-        # 2 cores. A zero timeout falls back to the flavour's default requirements; the logged
-        # model is otherwise the same.
-        if "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT" not in os.environ:
-            stack.callback(os.environ.pop, "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", None)
-            os.environ["MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT"] = "0"
-        for i in range(count):
-            split = time_split(frame.iloc[i * rows_per_model : (i + 1) * rows_per_model], spec)
-            trained = train_candidate(split, spec, TrainParams(max_rounds=30))
-            window = f"slice-{i}"
-            with mlflow.start_run(experiment_id=experiment_id) as run:
-                mlflow.log_metrics({f"holdout_{k}": v for k, v in trained.holdout_metrics.items()})
-                version = registry.register_challenger(
-                    trained.predictor,
-                    tags={"dagster_run_id": f"test-run-{i}", "data_window": window, "mlflow_run_id": run.info.run_id},
-                    input_example=split.holdout[spec.feature_names].head(3),
-                )
-            versions.append(version)
-            holdout = split.holdout
+    for i in range(count):
+        split = time_split(frame.iloc[i * rows_per_model : (i + 1) * rows_per_model], spec)
+        trained = train_candidate(split, spec, TrainParams(max_rounds=30))
+        window = f"slice-{i}"
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.log_metrics({f"holdout_{k}": v for k, v in trained.holdout_metrics.items()})
+            version = registry.register_challenger(
+                trained.predictor,
+                tags={"dagster_run_id": f"test-run-{i}", "data_window": window, "mlflow_run_id": run.info.run_id},
+                example_rows=split.holdout.head(3),
+            )
+        versions.append(version)
+        holdout = split.holdout
     registry.promote(versions[0], expected_current=None)
     return RegisteredModels(spec, tracking_uri, artifact_root, versions, registry, json_rows(holdout.head(500), spec))
 

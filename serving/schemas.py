@@ -5,11 +5,11 @@ API validates exactly what the Pandera schema validates: types, ranges, categori
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, create_model
 
-from retrain_platform.datasets import Categorical, DatasetSpec, Numeric
+from retrain_platform.datasets import Categorical, DatasetSpec
 
 
 def _example_value(feature) -> float | int | str:
@@ -41,6 +41,22 @@ def _field(feature) -> tuple[object, object]:
     return kind, Field(..., description=description, **constraints)
 
 
+# Logged as ISO text: the prediction log keeps features as JSON.
+IsoDatetime = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
+
+
+def _context_fields(spec: DatasetSpec) -> dict:
+    """The spec's id and event time: optional, never model inputs, but logged with the prediction
+    so that labelled predictions can become training rows and monitoring can follow event time."""
+    fields = {spec.id_column: (Optional[int], Field(None, description="your id for this row; logged, not a feature"))}  # noqa: UP045
+    if spec.timestamp:
+        fields[spec.timestamp] = (
+            Optional[IsoDatetime],  # noqa: UP045
+            Field(None, description="when the event happens (ISO 8601); logged, not a feature"),
+        )
+    return fields
+
+
 def _class_name(spec: DatasetSpec) -> str:
     return "".join(part.capitalize() for part in spec.name.split("_"))
 
@@ -53,6 +69,7 @@ def features_model(spec: DatasetSpec) -> type[BaseModel]:
         __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [example_row(spec)]}),
         __doc__=f"One row of features for dataset {spec.name!r}: {spec.description}",
         **{feature.name: _field(feature) for feature in spec.features},
+        **_context_fields(spec),
     )
 
 

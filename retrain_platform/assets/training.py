@@ -45,7 +45,7 @@ def candidate_model(
         version = record_candidate(
             mlflow, registry.for_dataset(spec), trained, window,
             tags={"dagster_run_id": context.run.run_id},
-            input_example=trained.predictor.encoded(split.holdout.head(3)),
+            example_rows=split.holdout.head(3),
         )  # fmt: skip
         mlflow.end_run()
     except BaseException:

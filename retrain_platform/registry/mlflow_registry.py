@@ -15,8 +15,10 @@ from pathlib import Path
 
 import lightgbm as lgb
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException, RestException
+from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from retrain_platform.core.predictor import Predictor
@@ -88,7 +90,12 @@ class ModelRegistry:
 
     def load_predictor(self, version: str) -> Predictor:
         info = self.version_info(version)
-        booster = mlflow.lightgbm.load_model(f"models:/{self.model_name}/{version}")
+        # Download through this registry's own URI: the fluent loaders follow the process-wide one.
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=self.client.get_model_version_download_uri(self.model_name, str(version)),
+            tracking_uri=self.tracking_uri,
+        )
+        booster = mlflow.lightgbm.load_model(local)
         return Predictor(booster, get_spec(info.tags["dataset"]), info.threshold, version=str(version))
 
     def run_metrics(self, version: str) -> dict[str, float]:
@@ -106,15 +113,23 @@ class ModelRegistry:
         return json.loads(model.tags.get(HISTORY_TAG, "[]"))
 
     # -- writing ------------------------------------------------------------------------------
-    def register_challenger(self, predictor: Predictor, tags: dict[str, str], input_example: pd.DataFrame) -> str:
-        """Log the booster in the active MLflow run, register it as a new version, alias `challenger`."""
+    def register_challenger(self, predictor: Predictor, tags: dict[str, str], example_rows: pd.DataFrame) -> str:
+        """Log the booster in the active MLflow run, register it as a new version, alias `challenger`.
+
+        `example_rows` are a few raw rows; the logged example is what the native booster takes.
+        """
+        input_example = predictor.encoded(example_rows)
         info = mlflow.lightgbm.log_model(
             predictor.booster,
             name="model",
             registered_model_name=self.model_name,
             input_example=input_example,
+            signature=infer_signature(input_example, predictor.booster.predict(input_example.to_numpy())),
+            # Named, not inferred: inference loads the model in a subprocess, seconds per version.
+            pip_requirements=[f"lightgbm=={lgb.__version__}", f"mlflow=={mlflow.__version__}",
+                              f"pandas=={pd.__version__}", f"numpy=={np.__version__}"],
             metadata={"dataset": predictor.spec.name, "decision_threshold": predictor.threshold},
-        )
+        )  # fmt: skip
         version = str(info.registered_model_version)
         all_tags = {**tags, "dataset": predictor.spec.name, "decision_threshold": repr(predictor.threshold)}
         for key, value in all_tags.items():

@@ -11,7 +11,7 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}_{name}": value for name, value in metrics.items()}
 
 
-def record_candidate(tracker, registry: ModelRegistry, trained: TrainedModel, window: str, tags: dict[str, str], input_example) -> str:
+def record_candidate(tracker, registry: ModelRegistry, trained: TrainedModel, window: str, tags: dict[str, str], example_rows) -> str:
     """`tracker` is the fluent mlflow module or dagster-mlflow's MlFlow (same methods); returns the version."""
     run = tracker.active_run()
     tracker.log_params({**trained.params, **{f"rows_{k}": v for k, v in trained.rows.items()}, "data_window": window})
@@ -25,5 +25,5 @@ def record_candidate(tracker, registry: ModelRegistry, trained: TrainedModel, wi
     return registry.register_challenger(
         trained.predictor,
         tags={**tags, "data_window": window, "mlflow_run_id": run.info.run_id},
-        input_example=input_example,
+        example_rows=example_rows,
     )
