@@ -24,7 +24,6 @@ import statistics
 import time
 import warnings
 
-import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset

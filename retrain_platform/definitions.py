@@ -7,7 +7,7 @@ from retrain_platform.assets.ingest import raw_data, validated_features
 from retrain_platform.assets.promotion import production_model, rollback_job
 from retrain_platform.assets.training import candidate_model, reference_data
 from retrain_platform.checks.features import FEATURE_CHECKS
-from retrain_platform.resources import DatasetResource, HistorySource, RegistryResource, mlflow_tracking
+from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource, mlflow_tracking
 from retrain_platform.settings import Settings
 
 RETRAIN_ASSETS = [raw_data, validated_features, candidate_model, reference_data, evaluation_report, production_model]
@@ -26,7 +26,11 @@ def resources(settings: Settings) -> dict:
     spec_name = settings.dataset
     return {
         "dataset": DatasetResource(name=spec_name),
-        "source": HistorySource(path=settings.history_path),
+        "source": LabelledSource(
+            history_path=settings.history_path,
+            history_until=settings.history_until,
+            store_url=settings.store_url if settings.train_on_prediction_log else "",
+        ),
         "registry": RegistryResource(
             tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root, ui_url=settings.mlflow_ui_url
         ),

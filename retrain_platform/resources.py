@@ -1,11 +1,15 @@
 """Dagster resources: everything that differs between a laptop and a deployment lives here."""
 
+from datetime import datetime
+
 import dagster as dg
 import pandas as pd
 from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 
 from retrain_platform.datasets import DatasetSpec, get_spec
 from retrain_platform.registry import ModelRegistry, ensure_experiment
+from retrain_platform.sources import training_rows
+from retrain_platform.store import PredictionStore
 
 
 class DatasetResource(dg.ConfigurableResource):
@@ -18,17 +22,34 @@ class DatasetResource(dg.ConfigurableResource):
         return get_spec(self.name)
 
 
-class HistorySource(dg.ConfigurableResource):
-    """The labelled history a run reads: the vendored data, or a Parquet file given by path."""
+class LabelledSource(dg.ConfigurableResource):
+    """The labelled rows a run reads: the history (vendored, or a Parquet file), cut at
+    `history_until`, plus the labelled prediction log when `store_url` is set."""
 
-    path: str = ""
+    history_path: str = ""
+    history_until: str = ""
+    store_url: str = ""
+
+    def _store(self) -> PredictionStore | None:
+        return PredictionStore(self.store_url) if self.store_url else None
 
     def read(self, spec: DatasetSpec) -> pd.DataFrame:
-        return pd.read_parquet(self.path) if self.path else spec.load()
+        store = self._store()
+        try:
+            return training_rows(spec, self.history_path, self.history_until, store)
+        finally:
+            if store is not None:
+                store.close()
 
-    def label_coverage(self, spec: DatasetSpec) -> float | None:
-        """None: every history row is labelled, and none of the labels came from the prediction log."""
-        return None
+    def label_coverage(self, since: datetime) -> float | None:
+        """Share of logged predictions since `since` that have a label; None without a log."""
+        store = self._store()
+        if store is None:
+            return None
+        try:
+            return store.label_coverage(since)
+        finally:
+            store.close()
 
 
 class RegistryResource(dg.ConfigurableResource):

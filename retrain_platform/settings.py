@@ -21,6 +21,8 @@ class Settings(BaseModel):
     home: Path = Path("~/.retrain_platform")
     dataset: str = "flights"
     history_path: str = ""  # a Parquet file of labelled history; empty: the dataset's vendored data
+    history_until: str = ""  # ISO date: history rows from this date on are not used (replays)
+    train_on_prediction_log: bool = False  # add the labelled prediction log to the training rows
     # Empty means "the embedded default under home"; set them to point at servers.
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""
@@ -28,6 +30,17 @@ class Settings(BaseModel):
     prediction_store_url: str = ""
     dagster_url: str = "http://127.0.0.1:3000"
     serving_url: str = "http://127.0.0.1:8000"
+    # Serving: how it behaves (the admin and feedback tokens are secrets, read per request instead).
+    serving_poll_seconds: float = 5.0  # how often serving checks the registry's aliases
+    serving_max_batch_rows: int = 10_000
+    serving_max_body_bytes: int = 32 * 1024 * 1024  # refused unread: no valid batch is this big
+    prediction_logging: bool = True  # off: predictions are answered but not written to the store
+    store_batch_size: int = 500  # predictions per write to the prediction store
+    store_flush_seconds: float = 1.0  # the longest a queued prediction waits for its write
+    # Where serving launches the retrain job through Dagster's GraphQL API.
+    dagster_location: str = "retrain_platform"
+    dagster_repository: str = "__repository__"
+    dagster_retrain_job: str = "retrain"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,7 +1,6 @@
 """The retrain graph end to end on a real Dagster instance and a real MLflow store in a temp folder."""
 
 import pandas as pd
-import pytest
 from mlflow.tracking import MlflowClient
 
 from retrain_platform.datasets import FLIGHTS

@@ -1,5 +1,7 @@
 """Evaluation: champion and challenger scored on the same recent holdout, every gate explained."""
 
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
 import pandas as pd
 
@@ -7,7 +9,7 @@ from retrain_platform.core.evaluation import evaluate_challenger
 from retrain_platform.core.gates import GateConfig, gates_as_dicts, gates_markdown
 from retrain_platform.core.plots import markdown_image
 from retrain_platform.core.split import time_split
-from retrain_platform.resources import DatasetResource, HistorySource, RegistryResource
+from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
 
 from .metadata import metrics_table
 
@@ -20,6 +22,7 @@ class GateSettings(dg.Config):
     min_holdout_rows: int = GateConfig.min_holdout_rows
     min_label_coverage: float = GateConfig.min_label_coverage
     cooldown_days: float = GateConfig.cooldown_days
+    label_coverage_days: float = 7.0  # label coverage is measured on predictions of these last days
     max_latency_ms: float = GateConfig.max_latency_ms
     auc_floor: float | None = None  # None: the dataset spec's floor
     recall_floor: float | None = None
@@ -39,7 +42,7 @@ def evaluation_report(
     candidate_model: dict,
     validated_features: pd.DataFrame,
     dataset: DatasetResource,
-    source: HistorySource,
+    source: LabelledSource,
     registry: RegistryResource,
 ):
     """Champion vs challenger on the newest holdout rows, with each gate's value, threshold and verdict."""
@@ -51,8 +54,8 @@ def evaluation_report(
         challenger=reg.load_predictor(candidate_model["version"]),
         champion=reg.load_predictor(champion_version) if champion_version else None,
         holdout=holdout,
-        config=GateConfig(**config.model_dump()),
-        label_coverage=source.label_coverage(spec),
+        config=GateConfig(**config.model_dump(exclude={"label_coverage_days"})),
+        label_coverage=source.label_coverage(since=datetime.now(UTC) - timedelta(days=config.label_coverage_days)),
         days_since_promotion=reg.days_since_promotion(champion_version) if champion_version else None,
     )
     gates, verdict = evaluation.gates, evaluation.verdict

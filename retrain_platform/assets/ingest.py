@@ -5,7 +5,7 @@ import pandas as pd
 
 from retrain_platform.core.features import build_features
 from retrain_platform.core.window import select_window
-from retrain_platform.resources import DatasetResource, HistorySource
+from retrain_platform.resources import DatasetResource, LabelledSource
 
 from .metadata import column_schema
 
@@ -17,7 +17,7 @@ class WindowConfig(dg.Config):
 
 @dg.asset(group_name="ingest", kinds={"pandas"})
 def raw_data(
-    context: dg.AssetExecutionContext, config: WindowConfig, dataset: DatasetResource, source: HistorySource
+    context: dg.AssetExecutionContext, config: WindowConfig, dataset: DatasetResource, source: LabelledSource
 ) -> dg.Output[pd.DataFrame]:
     """Recent labelled rows from the source for the configured window."""
     spec = dataset.spec

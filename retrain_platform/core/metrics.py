@@ -14,10 +14,11 @@ from sklearn.metrics import (
 )
 
 
-def classification_metrics(y_true, scores, threshold: float) -> dict[str, float]:
+def classification_metrics(y_true, scores, threshold: float = 0.5, predicted=None) -> dict[str, float]:
+    """Metrics of scores at a threshold, or of the labels a model already `predicted` (as logged)."""
     y_true = np.asarray(y_true, dtype=int)
     scores = np.clip(np.asarray(scores, dtype=float), 1e-7, 1 - 1e-7)
-    predicted = (scores >= threshold).astype(int)
+    predicted = (scores >= threshold).astype(int) if predicted is None else np.asarray(predicted, dtype=int)
     both_classes = len(np.unique(y_true)) == 2
     return {
         "rows": float(len(y_true)),
