@@ -4,13 +4,22 @@ import dagster as dg
 
 from retrain_platform.assets.evaluation import evaluation_report
 from retrain_platform.assets.ingest import raw_data, validated_features
+from retrain_platform.assets.monitoring import drift_report
 from retrain_platform.assets.promotion import production_model, rollback_job
 from retrain_platform.assets.training import candidate_model, reference_data
 from retrain_platform.checks.features import FEATURE_CHECKS
-from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource, mlflow_tracking
+from retrain_platform.resources import (
+    DatasetResource,
+    LabelledSource,
+    MonitoringResource,
+    RegistryResource,
+    mlflow_tracking,
+)
+from retrain_platform.sensors.drift import build_drift_sensor
 from retrain_platform.settings import Settings
 
 RETRAIN_ASSETS = [raw_data, validated_features, candidate_model, reference_data, evaluation_report, production_model]
+MONITORING_ASSETS = [drift_report]
 # One promotion at a time: the instance limits runs with this tag to one (see dagster.yaml).
 PROMOTION_TAG = {"retrain_platform/promotion": "exclusive"}
 
@@ -41,15 +50,24 @@ def resources(settings: Settings) -> dict:
                 "artifact_location": settings.artifact_root,
             }
         ),
+        "monitoring": MonitoringResource(
+            store_url=settings.store_url,
+            cache_dir=str(settings.home_dir / "cache"),
+            reports_dir=str(settings.reports_dir),
+        ),
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.io_storage_dir)),
     }
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=RETRAIN_ASSETS,
+        assets=[*RETRAIN_ASSETS, *MONITORING_ASSETS],
         asset_checks=FEATURE_CHECKS,
         jobs=[retrain_job, rollback_job],
+        sensors=[
+            build_drift_sensor(settings.drift_sensor_seconds, settings.drift_min_new_predictions,
+                               settings.drift_window_rows, targets=MONITORING_ASSETS),
+        ],  # fmt: skip
         resources=resources(settings),
         # Steps share one process: the multiprocess executor costs seconds per step here and the
         # stages are sequential anyway.

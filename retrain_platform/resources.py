@@ -1,15 +1,20 @@
 """Dagster resources: everything that differs between a laptop and a deployment lives here."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 
 from retrain_platform.datasets import DatasetSpec, get_spec
+from retrain_platform.monitoring import Monitor
 from retrain_platform.registry import ModelRegistry, ensure_experiment
 from retrain_platform.sources import training_rows
 from retrain_platform.store import PredictionStore
+from retrain_platform.store.monitoring_log import MonitoringLog
 
 
 class DatasetResource(dg.ConfigurableResource):
@@ -86,6 +91,29 @@ class MlflowTracking:
             ensure_experiment(config["mlflow_tracking_uri"], config["experiment_name"], config["artifact_location"])
             self._tracker = MlFlow(self._init_context)
         return self._tracker
+
+
+class MonitoringResource(dg.ConfigurableResource):
+    """The prediction log that serving writes, the drift time series, and where reports go."""
+
+    store_url: str
+    cache_dir: str
+    reports_dir: str
+
+    @contextmanager
+    def monitor(self, spec: DatasetSpec, registry: ModelRegistry) -> Iterator[Monitor]:
+        store = PredictionStore(self.store_url)
+        try:
+            yield Monitor(spec, registry, store, Path(self.cache_dir))
+        finally:
+            store.close()
+
+    def record(self, row: dict) -> None:
+        log = MonitoringLog(self.store_url)
+        try:
+            log.record(row)
+        finally:
+            log.close()
 
 
 @dg.resource(

@@ -23,6 +23,9 @@ class Settings(BaseModel):
     history_path: str = ""  # a Parquet file of labelled history; empty: the dataset's vendored data
     history_until: str = ""  # ISO date: history rows from this date on are not used (replays)
     train_on_prediction_log: bool = False  # add the labelled prediction log to the training rows
+    drift_sensor_seconds: int = 60  # how often the drift sensor looks at served traffic
+    drift_min_new_predictions: int = 500  # new predictions needed before the next drift check
+    drift_window_rows: int = 5_000  # newest predictions of the production model that a check compares
     # Empty means "the embedded default under home"; set them to point at servers.
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""

@@ -123,6 +123,7 @@ class DriftResult:
     prediction: ColumnDrift | None = None  # kept out of the share: it is an output, not an input
     proxies: ProxyMetrics | None = None
     reference_proxies: ProxyMetrics | None = None
+    skipped: tuple[str, ...] = ()  # columns with no values in the window (compare's skip_empty)
 
     @property
     def n_drifted(self) -> int:
@@ -282,11 +283,23 @@ class ReferenceProfile:
             score_threshold,
         )
 
-    def compare(self, current: pd.DataFrame, drift_share: float = 0.5) -> DriftResult:
-        """Drift of every profiled column, plus prediction drift and proxies when scores are present."""
-        columns = tuple(_column_drift(name, ref, current[name]) for name, ref in self.columns.items())
+    def compare(self, current: pd.DataFrame, drift_share: float = 0.5, skip_empty: bool = False) -> DriftResult:
+        """Drift of every profiled column, plus prediction drift and proxies when scores are present.
+
+        A column with no values in the window has no verdict: an error by default, as in Evidently;
+        with `skip_empty` (a monitor on live traffic) it is left out and named in `skipped`.
+        """
+        columns, skipped = [], []
+        for name, ref in self.columns.items():
+            try:
+                columns.append(_column_drift(name, ref, current[name]))
+            except ValueError:
+                if not skip_empty:
+                    raise
+                skipped.append(name)
+        columns = tuple(columns)
         if self.prediction is None or self.prediction_column not in current:
-            return DriftResult(columns, drift_share)
+            return DriftResult(columns, drift_share, skipped=tuple(skipped))
         scores = current[self.prediction_column]
         return DriftResult(
             columns,
@@ -294,4 +307,5 @@ class ReferenceProfile:
             _column_drift(self.prediction_column, self.prediction, scores),
             ProxyMetrics.from_scores(scores, self.score_threshold),
             self.proxies,
+            tuple(skipped),
         )

@@ -214,6 +214,20 @@ class PredictionStore:
             query = query.where(predictions.c.created_at < until)
         return self._frame(query.order_by(predictions.c.created_at), PREDICTION_COLUMNS)
 
+    def latest_predictions(self, limit: int, model_version: str | None = None, labelled: bool = False) -> pd.DataFrame:
+        """The newest `limit` predictions (of one model version, if given; only labelled ones,
+        with `label` and `labelled_at`, if asked), oldest first."""
+        if labelled:
+            query = sa.select(predictions, labels.c.label, labels.c.labelled_at).join(
+                labels, labels.c.prediction_id == predictions.c.prediction_id)  # fmt: skip
+            columns = [*PREDICTION_COLUMNS, "label", "labelled_at"]
+        else:
+            query, columns = sa.select(predictions), PREDICTION_COLUMNS
+        if model_version is not None:
+            query = query.where(predictions.c.model_version == model_version)
+        newest = query.order_by(predictions.c.created_at.desc()).limit(limit)
+        return self._frame(newest, columns).iloc[::-1].reset_index(drop=True)
+
     def labelled_predictions(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
         """Predictions created in [since, until) that have a label, with `label` and `labelled_at`."""
         query = sa.select(predictions, labels.c.label, labels.c.labelled_at).join(

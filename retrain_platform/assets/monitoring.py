@@ -1,0 +1,99 @@
+"""Monitoring: served traffic against the production model's reference, for people and sensors."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from retrain_platform.core.drift_report import evidently_drift_report
+from retrain_platform.core.monitoring import OK, DriftPolicy
+from retrain_platform.resources import DatasetResource, MonitoringResource, RegistryResource
+
+NO_DRIFT_CHECK = "no_drift"
+
+
+class DriftReportConfig(dg.Config):
+    window_rows: int = 5_000  # the newest predictions of the production model
+    min_rows: int = DriftPolicy.min_rows
+    flag_share: float = DriftPolicy.flag_share
+    warn_columns: int = DriftPolicy.warn_columns
+
+
+def _proxies_table(check) -> str:
+    now, then = check.result.proxies, check.result.reference_proxies
+    if now is None or then is None:
+        return "no scores in the window"
+    lines = ["| proxy | reference | served |", "|---|---|---|"]
+    for name in ("positive_rate", "mean_score", "std_score", "mean_entropy"):
+        lines.append(f"| {name} | {getattr(then, name):.4f} | {getattr(now, name):.4f} |")
+    return "\n".join(lines)
+
+
+@dg.asset(
+    group_name="monitoring",
+    kinds={"evidently"},
+    check_specs=[dg.AssetCheckSpec(NO_DRIFT_CHECK, asset="drift_report",
+                                   description="Served traffic has not drifted from the model's reference (warns).")],  # fmt: skip
+)
+def drift_report(
+    context: dg.AssetExecutionContext,
+    config: DriftReportConfig,
+    dataset: DatasetResource,
+    registry: RegistryResource,
+    monitoring: MonitoringResource,
+):
+    """Newest served traffic vs the production model's reference: drift table, proxies, Evidently HTML."""
+    spec = dataset.spec
+    reg = registry.for_dataset(spec)
+    version = reg.production_version()
+    if version is None:
+        raise dg.Failure("no production model yet: run the retrain job first")
+    policy = DriftPolicy(flag_share=config.flag_share, warn_columns=config.warn_columns, min_rows=config.min_rows)
+    with monitoring.monitor(spec, reg) as monitor:
+        check = monitor.check(version, config.window_rows, policy)
+        reference = monitor.reference(version) if check is not None else None
+    if check is None:
+        summary = f"version {version} has served fewer than {policy.min_rows} predictions: nothing to compare yet"
+        yield dg.Output({"version": version, "level": OK, "retrain": False, "summary": summary}, metadata={"summary": summary})
+        yield dg.AssetCheckResult(check_name=NO_DRIFT_CHECK, passed=True, description=summary)
+        return
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    html = Path(monitoring.reports_dir) / "drift" / f"{stamp}-{spec.model_name}-v{version}.html"
+    evidently = evidently_drift_report(reference, check.window, spec, html)
+    monitoring.record(check.record("drift_report", spec))
+    result, assessment = check.result, check.assessment
+    agree = sum((c.column in evidently["drifted_columns"]) == c.drifted for c in result.columns)
+    report = {
+        "version": version,
+        "level": assessment.level,
+        "retrain": assessment.retrain,
+        "summary": assessment.summary(),
+        "rows": len(check.window),
+        "share_drifted": result.share_drifted,
+        "drifted_columns": result.drifted_columns,
+        "evidently_drifted_columns": evidently["drifted_columns"],
+        "html": str(html),
+    }
+    context.log.info(f"drift of version {version}: {assessment.summary()}")
+    yield dg.Output(
+        report,
+        metadata={
+            "level": assessment.level,
+            "summary": assessment.summary(),
+            "model_version": version,
+            "rows": len(check.window),
+            "share_drifted": result.share_drifted,
+            "columns": dg.MetadataValue.md(result.to_markdown()),
+            "proxies": dg.MetadataValue.md(_proxies_table(check)),
+            "evidently_report": dg.MetadataValue.path(str(html)),
+            "evidently_agreement": f"{agree}/{len(result.columns)} column verdicts agree",
+            "skipped_columns": list(result.skipped),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=NO_DRIFT_CHECK,
+        passed=assessment.level == OK,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=assessment.summary(),
+        metadata={"drifted_columns": result.drifted_columns, "share_drifted": result.share_drifted},
+    )

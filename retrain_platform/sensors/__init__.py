@@ -1,0 +1,1 @@
+"""Sensors: cheap checks on a short interval that launch runs when something needs doing."""

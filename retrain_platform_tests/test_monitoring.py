@@ -1,0 +1,119 @@
+"""Drift monitoring on a real prediction log: the sensor's verdicts, the report, the time series."""
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from retrain_platform.assets.monitoring import drift_report
+from retrain_platform.datasets import FLIGHTS
+from retrain_platform.definitions import build_definitions
+from retrain_platform.registry import ModelRegistry
+from retrain_platform.store import PredictionStore
+from retrain_platform.store.monitoring_log import MonitoringLog
+
+from .conftest import make_settings, run_job
+
+
+def serve(settings, flights: pd.DataFrame, labelled: bool = False) -> None:
+    """Log flights as serving does: the production model's scores, features as JSON."""
+    registry = ModelRegistry(settings.tracking_uri, FLIGHTS.model_name)
+    version = registry.production_version()
+    predictor = registry.load_predictor(version)
+    scores = predictor.scores(flights)
+    store = PredictionStore(settings.store_url)
+    rows = []
+    for row, score in zip(flights.to_dict("records"), scores, strict=True):
+        features = {name: (None if pd.isna(row[name]) else row[name]) for name in FLIGHTS.feature_names}
+        features |= {"flight_id": int(row["flight_id"]), "scheduled_departure": row["scheduled_departure"].isoformat()}
+        rows.append({"prediction_id": str(uuid.uuid4()), "created_at": datetime.now(UTC), "model_version": version,
+                     "features": features, "score": float(score), "predicted_label": int(score >= predictor.threshold)})  # fmt: skip
+    store.record_many(rows)
+    store.flush()
+    if labelled:
+        for row, flight in zip(rows, flights.to_dict("records"), strict=True):
+            store.add_label(row["prediction_id"], int(flight["arrived_late"]))
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def served_home(tmp_path_factory):
+    """A production model trained on February, and a Dagster instance that ran it."""
+    tmp_path = tmp_path_factory.mktemp("monitoring")
+    settings = make_settings(tmp_path, drift_min_new_predictions=300, drift_window_rows=2_000)
+    with dg.instance_for_test() as instance:
+        result = run_job(build_definitions(settings), instance, raw_data={"window_days": 28, "window_end": "2013-02-28"},
+                         candidate_model={"max_rounds": 30}, evaluation_report={"auc_floor": 0.5, "recall_floor": 0.0})  # fmt: skip
+        assert result.success
+        yield settings, instance
+
+
+def tick(defs, instance, cursor=None):
+    sensor = defs.resolve_sensor_def("drift_sensor")
+    resources = {key: defs.resources[key] for key in ("dataset", "registry", "monitoring")}
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources, definitions=defs)
+    return sensor.evaluate_tick(context)
+
+
+def flights_between(start: str, end: str, n: int, seed: int = 0) -> pd.DataFrame:
+    frame = FLIGHTS.load()
+    times = frame[FLIGHTS.timestamp]
+    return frame[(times >= start) & (times < end)].sample(n, random_state=seed).sort_values(FLIGHTS.timestamp)
+
+
+def test_sensor_stays_quiet_on_familiar_traffic_and_fires_on_drift(served_home):
+    settings, instance = served_home
+    defs = build_definitions(settings)
+    assert "no production model" not in str(tick(defs, instance).skip_message)
+    assert "0 new predictions" in tick(defs, instance).skip_message
+
+    serve(settings, flights_between("2013-02-01", "2013-02-25", 1_500))  # what the model learned from
+    quiet = tick(defs, instance)
+    assert not quiet.run_requests and quiet.skip_message.startswith("ok")
+    assert "0 new predictions" in tick(defs, instance, cursor=quiet.cursor).skip_message
+
+    serve(settings, flights_between("2013-07-01", "2013-07-15", 2_000, seed=1))  # summer: weather drifts
+    fired = tick(defs, instance, cursor=quiet.cursor)
+    [request] = fired.run_requests
+    assert request.tags["retrain_platform/trigger"] == "drift"
+    assert "temp" in request.tags["retrain_platform/reason"]
+    assert {key.to_user_string() for key in request.asset_selection} == {"drift_report"}
+    assert json.loads(fired.cursor)["served"] == 3_500
+
+    log = MonitoringLog(settings.store_url)
+    history = log.history()
+    log.close()
+    assert list(history["level"]) == ["ok", "alert"] and history["event_time"].iloc[-1].month == 7
+
+
+def test_drift_report_writes_evidently_html_and_warns(served_home):
+    settings, instance = served_home
+    result = dg.materialize([drift_report], instance=instance, resources=build_definitions(settings).resources,
+                            raise_on_error=False)  # fmt: skip
+    assert result.success  # a warning check does not fail the run
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    metadata = result.asset_materializations_for_node("drift_report")[0].metadata
+    html = Path(metadata["evidently_report"].value)
+    assert html.exists() and html.stat().st_size > 100_000
+    assert metadata["level"].value in ("flag", "alert")
+    agree, total = metadata["evidently_agreement"].value.split()[0].split("/")
+    assert int(agree) >= int(total) - 1  # same methods on the same rows (Evidently's own sampling aside)
+
+
+def test_sensor_fires_on_realised_performance_below_floor(tmp_path):
+    settings = make_settings(tmp_path, drift_min_new_predictions=100)
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(settings)
+        assert run_job(defs, instance, raw_data={"window_days": 28, "window_end": "2013-02-28"},
+                       candidate_model={"max_rounds": 30}, evaluation_report={"auc_floor": 0.5, "recall_floor": 0.0}).success  # fmt: skip
+        flights = flights_between("2013-02-01", "2013-02-25", 1_500, seed=3)  # familiar inputs
+        flights = flights.assign(arrived_late=1 - flights["arrived_late"])  # the world turned upside down
+        serve(settings, flights, labelled=True)
+        [request] = tick(defs, instance).run_requests
+        assert request.tags["retrain_platform/trigger"] == "performance"
+        assert "realised AUC" in request.tags["retrain_platform/reason"]
