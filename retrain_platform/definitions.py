@@ -7,7 +7,6 @@ from retrain_platform.assets.ingest import raw_data, validated_features
 from retrain_platform.assets.monitoring import drift_report
 from retrain_platform.assets.promotion import production_model, rollback_job
 from retrain_platform.assets.training import candidate_model, reference_data
-from retrain_platform.checks.features import FEATURE_CHECKS
 from retrain_platform.resources import (
     DatasetResource,
     LabelledSource,
@@ -62,7 +61,6 @@ def resources(settings: Settings) -> dict:
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[*RETRAIN_ASSETS, *MONITORING_ASSETS],
-        asset_checks=FEATURE_CHECKS,
         jobs=[retrain_job, rollback_job],
         sensors=[
             build_drift_sensor(settings.drift_sensor_seconds, settings.drift_min_new_predictions,

@@ -30,10 +30,12 @@ def test_graph_shape_and_lineage(tmp_path):
         "reference_data": ["candidate_model", "validated_features"],
         "evaluation_report": ["candidate_model", "validated_features"],
         "production_model": ["evaluation_report"],
+        "drift_report": [],  # reads the prediction log that serving writes, outside the graph
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {("validated_features", "schema_valid"), ("validated_features", "enough_rows"),
-                      ("validated_features", "window_covered"), ("evaluation_report", "gates_passed")}  # fmt: skip
+                      ("validated_features", "window_covered"), ("evaluation_report", "gates_passed"),
+                      ("drift_report", "no_drift")}  # fmt: skip
     for key in graph.get_all_asset_keys():
         assert graph.get(key).group_name != "default" and defs.resolve_assets_def(key).descriptions_by_key[key]
 

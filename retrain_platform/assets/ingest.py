@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from retrain_platform.checks.features import FEATURE_CHECK_SPECS, feature_check_results
 from retrain_platform.core.features import build_features
 from retrain_platform.core.window import select_window
 from retrain_platform.resources import DatasetResource, LabelledSource
@@ -36,15 +37,13 @@ def raw_data(
     )
 
 
-@dg.asset(group_name="features", kinds={"pandas", "pandera"})
-def validated_features(raw_data: pd.DataFrame, dataset: DatasetResource) -> dg.Output[pd.DataFrame]:
+@dg.asset(group_name="features", kinds={"pandas", "pandera"}, check_specs=FEATURE_CHECK_SPECS)
+def validated_features(raw_data: pd.DataFrame, dataset: DatasetResource):
     """The spec's columns in time order; blocking Pandera checks guard everything downstream."""
     spec = dataset.spec
     try:
         frame = build_features(raw_data, spec)
     except ValueError as err:
         raise dg.Failure(str(err)) from err
-    return dg.Output(
-        frame,
-        metadata={"dagster/row_count": len(frame), "dagster/column_schema": column_schema(spec)},
-    )
+    yield dg.Output(frame, metadata={"dagster/row_count": len(frame), "dagster/column_schema": column_schema(spec)})
+    yield from feature_check_results(frame, spec)

@@ -1,35 +1,35 @@
-"""Blocking data checks on validated_features: a failure stops training on that batch."""
+"""Blocking data checks on validated_features: a failure stops training on that batch.
+
+They run inside the asset's own step (check specs on the asset), on the frame it just built:
+as separate check steps each would load the whole frame back from storage first.
+"""
 
 import dagster as dg
 import pandas as pd
 
-from retrain_platform.assets.ingest import validated_features
-from retrain_platform.core.window import Window
 from retrain_platform.core.validation import CheckOutcome, check_row_count, check_schema, check_window_coverage
-from retrain_platform.resources import DatasetResource
+from retrain_platform.core.window import Window
+from retrain_platform.datasets.spec import DatasetSpec
+
+ASSET = "validated_features"
+FEATURE_CHECK_SPECS = [
+    dg.AssetCheckSpec("schema_valid", asset=ASSET, blocking=True,
+                      description="Types, nulls, ranges, allowed categories, unique ids and 0/1 labels match the spec."),
+    dg.AssetCheckSpec("enough_rows", asset=ASSET, blocking=True,
+                      description="The batch has at least the spec's minimum number of rows."),
+    dg.AssetCheckSpec("window_covered", asset=ASSET, blocking=True,
+                      description="At least 90% of the days in the data window have rows."),
+]  # fmt: skip
 
 
-def _result(outcome: CheckOutcome) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=outcome.passed, description=outcome.description, metadata=outcome.metadata)
-
-
-@dg.asset_check(asset=validated_features, blocking=True)
-def schema_valid(validated_features: pd.DataFrame, dataset: DatasetResource) -> dg.AssetCheckResult:
-    """Types, nulls, ranges, allowed categories, unique ids and 0/1 labels match the dataset spec."""
-    return _result(check_schema(validated_features, dataset.spec))
-
-
-@dg.asset_check(asset=validated_features, blocking=True)
-def enough_rows(validated_features: pd.DataFrame, dataset: DatasetResource) -> dg.AssetCheckResult:
-    """The batch has at least the spec's minimum number of rows."""
-    return _result(check_row_count(validated_features, dataset.spec))
-
-
-@dg.asset_check(asset=validated_features, blocking=True)
-def window_covered(validated_features: pd.DataFrame, dataset: DatasetResource) -> dg.AssetCheckResult:
-    """At least 90% of the days in the data window have rows."""
-    window = Window.of(validated_features)
-    return _result(check_window_coverage(validated_features, dataset.spec, window.start, window.end))
-
-
-FEATURE_CHECKS = [schema_valid, enough_rows, window_covered]
+def feature_check_results(frame: pd.DataFrame, spec: DatasetSpec) -> list[dg.AssetCheckResult]:
+    window = Window.of(frame)
+    outcomes: dict[str, CheckOutcome] = {
+        "schema_valid": check_schema(frame, spec),
+        "enough_rows": check_row_count(frame, spec),
+        "window_covered": check_window_coverage(frame, spec, window.start, window.end),
+    }
+    return [
+        dg.AssetCheckResult(check_name=name, passed=o.passed, description=o.description, metadata=o.metadata)
+        for name, o in outcomes.items()
+    ]
