@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import lightgbm as lgb
@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from retrain_platform import clock
 from retrain_platform.core.predictor import Predictor
 from retrain_platform.datasets import get_spec
 
@@ -48,7 +49,7 @@ class VersionInfo:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return clock.now().isoformat(timespec="seconds")
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str) -> str:
@@ -106,7 +107,7 @@ class ModelRegistry:
         promoted_at = self.version_info(version).tags.get("promoted_at")
         if not promoted_at:
             return None
-        return ((now or datetime.now(UTC)) - datetime.fromisoformat(promoted_at)).total_seconds() / 86_400
+        return ((now or clock.now()) - datetime.fromisoformat(promoted_at)).total_seconds() / 86_400
 
     def history(self) -> list[dict]:
         model = self.client.get_registered_model(self.model_name)
