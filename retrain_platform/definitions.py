@@ -1,33 +1,28 @@
-"""The one place that assembles Dagster: assets, checks, jobs and resources."""
+"""The one place that assembles Dagster: assets, checks, jobs, sensors, schedules and resources."""
 
 import dagster as dg
 
-from retrain_platform.assets.evaluation import evaluation_report
-from retrain_platform.assets.ingest import raw_data, validated_features
-from retrain_platform.assets.monitoring import drift_report
-from retrain_platform.assets.promotion import production_model, rollback_job
-from retrain_platform.assets.training import candidate_model, reference_data
+from retrain_platform.assets.promotion import rollback_job
+from retrain_platform.core.decisions import RetrainPolicy
+from retrain_platform.jobs import (
+    MONITORING_ASSETS,
+    RETRAIN_ASSETS,
+    monitor_job,
+    retrain_job,
+)
 from retrain_platform.resources import (
     DatasetResource,
+    DecisionsResource,
     LabelledSource,
     MonitoringResource,
     RegistryResource,
     mlflow_tracking,
 )
+from retrain_platform.schedules import build_schedules
+from retrain_platform.sensors.alerts import build_failure_sensor
+from retrain_platform.sensors.decision_files import build_decision_sensor
 from retrain_platform.sensors.drift import build_drift_sensor
 from retrain_platform.settings import Settings
-
-RETRAIN_ASSETS = [raw_data, validated_features, candidate_model, reference_data, evaluation_report, production_model]
-MONITORING_ASSETS = [drift_report]
-# One promotion at a time: the instance limits runs with this tag to one (see dagster.yaml).
-PROMOTION_TAG = {"retrain_platform/promotion": "exclusive"}
-
-retrain_job = dg.define_asset_job(
-    "retrain",
-    selection=dg.AssetSelection.assets(*RETRAIN_ASSETS),
-    description="Ingest, validate, train, evaluate and promote if every gate passes.",
-    tags=PROMOTION_TAG,
-)
 
 
 def resources(settings: Settings) -> dict:
@@ -54,6 +49,11 @@ def resources(settings: Settings) -> dict:
             cache_dir=str(settings.home_dir / "cache"),
             reports_dir=str(settings.reports_dir),
         ),
+        "decisions": DecisionsResource(
+            folder=str(settings.decisions_dir),
+            cooldown_hours=settings.retrain_cooldown_hours,
+            max_per_week=settings.max_retrains_per_week,
+        ),
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.io_storage_dir)),
     }
 
@@ -61,11 +61,16 @@ def resources(settings: Settings) -> dict:
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[*RETRAIN_ASSETS, *MONITORING_ASSETS],
-        jobs=[retrain_job, rollback_job],
+        jobs=[retrain_job, monitor_job, rollback_job],
         sensors=[
             build_drift_sensor(settings.drift_sensor_seconds, settings.drift_min_new_predictions,
                                settings.drift_window_rows, targets=MONITORING_ASSETS),
-        ],  # fmt: skip
+            build_decision_sensor(settings.decisions_dir, settings.decision_sensor_seconds,
+                                  RetrainPolicy(settings.retrain_cooldown_hours, settings.max_retrains_per_week),
+                                  settings.retrain_window_days),
+            build_failure_sensor(settings.home_dir / "alerts.jsonl", settings.alert_webhook_url),
+        ],
+        schedules=build_schedules(settings.retrain_window_days),  # fmt: skip
         resources=resources(settings),
         # Steps share one process: the multiprocess executor costs seconds per step here and the
         # stages are sequential anyway.

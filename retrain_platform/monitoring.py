@@ -14,7 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from retrain_platform.core.drift import DriftResult, ReferenceProfile
-from retrain_platform.core.monitoring import DriftAssessment, DriftPolicy, assess_drift, realised_performance
+from retrain_platform.core.monitoring import (
+    DriftAssessment,
+    DriftPolicy,
+    assess_drift,
+    realised_performance,
+)
 from retrain_platform.datasets.spec import DatasetSpec
 from retrain_platform.registry import ModelRegistry
 from retrain_platform.store import PredictionStore

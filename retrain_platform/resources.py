@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 
+from retrain_platform.core.decisions import RetrainPolicy
 from retrain_platform.datasets import DatasetSpec, get_spec
 from retrain_platform.monitoring import Monitor
 from retrain_platform.registry import ModelRegistry, ensure_experiment
@@ -91,6 +92,17 @@ class MlflowTracking:
             ensure_experiment(config["mlflow_tracking_uri"], config["experiment_name"], config["artifact_location"])
             self._tracker = MlFlow(self._init_context)
         return self._tracker
+
+
+class DecisionsResource(dg.ConfigurableResource):
+    """The decisions folder and the retrain policy (cooldown, weekly limit)."""
+
+    folder: str
+    cooldown_hours: float = 24.0
+    max_per_week: int = 3
+
+    def policy(self) -> RetrainPolicy:
+        return RetrainPolicy(cooldown_hours=self.cooldown_hours, max_per_week=self.max_per_week)
 
 
 class MonitoringResource(dg.ConfigurableResource):

@@ -26,6 +26,11 @@ class Settings(BaseModel):
     drift_sensor_seconds: int = 60  # how often the drift sensor looks at served traffic
     drift_min_new_predictions: int = 500  # new predictions needed before the next drift check
     drift_window_rows: int = 5_000  # newest predictions of the production model that a check compares
+    decision_sensor_seconds: int = 30  # how often the decisions inbox is read
+    retrain_cooldown_hours: float = 24.0  # at least this long between two retrains
+    max_retrains_per_week: int = 3  # at most this many retrains in any 7 days
+    retrain_window_days: int = 60  # data window of retrains the platform launches by itself
+    alert_webhook_url: str = ""  # failed runs are also POSTed here as JSON
     # Empty means "the embedded default under home"; set them to point at servers.
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""

@@ -5,9 +5,18 @@ from pathlib import Path
 
 import dagster as dg
 
+from retrain_platform import clock
+from retrain_platform.core.decisions import RetrainingDecision, apply_policy
 from retrain_platform.core.drift_report import evidently_drift_report
 from retrain_platform.core.monitoring import OK, DriftPolicy
-from retrain_platform.resources import DatasetResource, MonitoringResource, RegistryResource
+from retrain_platform.decision_files import DecisionFolder
+from retrain_platform.resources import (
+    DatasetResource,
+    DecisionsResource,
+    MonitoringResource,
+    RegistryResource,
+)
+from retrain_platform.retrain_history import recent_retrains
 
 NO_DRIFT_CHECK = "no_drift"
 
@@ -52,9 +61,11 @@ def drift_report(
     with monitoring.monitor(spec, reg) as monitor:
         check = monitor.check(version, config.window_rows, policy)
         reference = monitor.reference(version) if check is not None else None
+        realised = monitor.realised(version, config.window_rows)
     if check is None:
         summary = f"version {version} has served fewer than {policy.min_rows} predictions: nothing to compare yet"
-        yield dg.Output({"version": version, "level": OK, "retrain": False, "summary": summary}, metadata={"summary": summary})
+        report = {"version": version, "level": OK, "retrain": False, "summary": summary, "realised": realised}
+        yield dg.Output(report, metadata={"summary": summary})
         yield dg.AssetCheckResult(check_name=NO_DRIFT_CHECK, passed=True, description=summary)
         return
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -73,6 +84,7 @@ def drift_report(
         "drifted_columns": result.drifted_columns,
         "evidently_drifted_columns": evidently["drifted_columns"],
         "html": str(html),
+        "realised": realised,
     }
     context.log.info(f"drift of version {version}: {assessment.summary()}")
     yield dg.Output(
@@ -97,3 +109,33 @@ def drift_report(
         description=assessment.summary(),
         metadata={"drifted_columns": result.drifted_columns, "share_drifted": result.share_drifted},
     )
+
+
+@dg.asset(group_name="monitoring", kinds={"json"})
+def retraining_decision(
+    context: dg.AssetExecutionContext, drift_report: dict, dataset: DatasetResource, decisions: DecisionsResource
+) -> dg.Output[dict]:
+    """A retraining decision (JSON in the decisions inbox) from drift and realised performance, with its reason."""
+    spec = dataset.spec
+    realised = drift_report.get("realised") or {}
+    auc = realised.get("auc")
+    if drift_report["retrain"]:
+        trigger, retrain, reason = "drift", True, drift_report["summary"]
+    elif auc is not None and auc < spec.auc_floor:
+        trigger, retrain, reason = "performance", True, f"realised AUC {auc:.3f} < floor {spec.auc_floor}"
+    else:
+        trigger, retrain = context.run.tags.get("retrain_platform/trigger", "drift"), False
+        reason = f"{drift_report['summary']}; realised AUC {auc:.3f}" if auc is not None else drift_report["summary"]
+    wish = RetrainingDecision(
+        decision_date=clock.now(), retrain=retrain, reason=reason, trigger=trigger, performance_score=auc,
+        model_version=drift_report["version"], dataset=spec.name, drift_share=drift_report.get("share_drifted"),
+        source=f"dagster run {context.run.run_id}",
+    )  # fmt: skip
+    decision = apply_policy(wish, recent_retrains(context.instance), clock.now(), decisions.policy())
+    path = DecisionFolder(Path(decisions.folder)).drop(decision)
+    context.log.info(f"retrain={decision.retrain}: {decision.reason}")
+    return dg.Output(
+        {"decision_id": decision.decision_id, "retrain": decision.retrain, "reason": decision.reason, "file": str(path)},
+        metadata={"retrain": decision.retrain, "reason": decision.reason, "trigger": decision.trigger,
+                  "file": dg.MetadataValue.path(str(path)), "decision_id": decision.decision_id},
+    )  # fmt: skip

@@ -12,6 +12,7 @@ from retrain_platform.resources import DatasetResource, MlflowTracking, Registry
 
 from .metadata import metrics_table
 
+
 class TrainConfig(dg.Config):
     learning_rate: float = 0.05
     num_leaves: int = 31

@@ -7,7 +7,12 @@ as separate check steps each would load the whole frame back from storage first.
 import dagster as dg
 import pandas as pd
 
-from retrain_platform.core.validation import CheckOutcome, check_row_count, check_schema, check_window_coverage
+from retrain_platform.core.validation import (
+    CheckOutcome,
+    check_row_count,
+    check_schema,
+    check_window_coverage,
+)
 from retrain_platform.core.window import Window
 from retrain_platform.datasets.spec import DatasetSpec
 

@@ -12,7 +12,11 @@ from retrain_platform.datasets.spec import DatasetSpec
 
 def evidently_drift_report(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec, html_path: Path) -> dict:
     """Run Evidently's DataDriftPreset on the spec's features, save the HTML, return its verdicts."""
-    from evidently import DataDefinition, Dataset, Report  # heavy: imported only where a report is made
+    from evidently import (  # heavy: imported only where a report is made
+        DataDefinition,
+        Dataset,
+        Report,
+    )
     from evidently.presets import DataDriftPreset
 
     definition = DataDefinition(numerical_columns=spec.numeric_features, categorical_columns=spec.categorical_features)

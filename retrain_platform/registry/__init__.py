@@ -1,5 +1,12 @@
 """The MLflow model registry as the platform uses it: aliases, never the deprecated stages."""
 
-from .mlflow_registry import CHALLENGER, PRODUCTION, ModelRegistry, PromotionConflict, VersionInfo, ensure_experiment
+from .mlflow_registry import (
+    CHALLENGER,
+    PRODUCTION,
+    ModelRegistry,
+    PromotionConflict,
+    VersionInfo,
+    ensure_experiment,
+)
 
 __all__ = ["CHALLENGER", "PRODUCTION", "ModelRegistry", "PromotionConflict", "VersionInfo", "ensure_experiment"]

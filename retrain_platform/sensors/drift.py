@@ -4,10 +4,12 @@ import json
 
 import dagster as dg
 
-from retrain_platform.assets.monitoring import drift_report
-from retrain_platform.resources import DatasetResource, MonitoringResource, RegistryResource
-
-TRIGGER_TAG = "retrain_platform/trigger"
+from retrain_platform.jobs import TRIGGER_TAG
+from retrain_platform.resources import (
+    DatasetResource,
+    MonitoringResource,
+    RegistryResource,
+)
 
 
 def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, targets: list) -> dg.SensorDefinition:
@@ -63,6 +65,3 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
         )
 
     return drift_sensor
-
-
-__all__ = ["build_drift_sensor", "drift_report"]
