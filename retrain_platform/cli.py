@@ -89,10 +89,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="retrain-platform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("dev", help="run Dagster (UI + daemon), the MLflow UI and serving on embedded defaults")
+    replay = sub.add_parser("replay", help="play 2013's flights through the running platform on a simulated clock")
+    replay.add_argument("--home", type=Path, required=True, help="a fresh folder for this replay's platform")
+    replay.add_argument("--start", default="2013-03-01")
+    replay.add_argument("--end", default="2014-01-01", help="exclusive")
+    replay.add_argument("--label-delay-hours", type=float, default=24.0)
+    replay.add_argument("--window-days", type=int, default=60, help="data window of the retrains")
+    replay.add_argument("--sensor-seconds", type=int, default=5)
+    replay.add_argument("--gates", default="", help='JSON gate settings for retrains, e.g. \'{"cooldown_days": 1}\'')
+    replay.add_argument("--port", type=int, default=8765, help="serving's port during the replay")
     args = parser.parse_args(argv)
     if args.command == "dev":
         return dev(Settings.from_env())
-    return 2
+    return run_replay_command(args)
+
+
+def run_replay_command(args) -> int:
+    from retrain_platform.replay.report import monthly_table, plot, summary
+    from retrain_platform.replay.runner import ReplayConfig, run_replay
+
+    config = ReplayConfig(start=args.start, end=args.end, label_delay_hours=args.label_delay_hours,
+                          window_days=args.window_days, sensor_seconds=args.sensor_seconds, gates=args.gates)  # fmt: skip
+    started = time.monotonic()
+    settings = run_replay(args.home, config, args.port,
+                          progress=lambda line: print(f"[{time.monotonic() - started:7.0f} s] {line}", flush=True))  # fmt: skip
+    table = monthly_table(settings, args.start, args.end)
+    text = summary(settings, table)
+    (settings.home_dir / "replay.md").write_text(text)
+    print(text)
+    print(f"plot: {plot(table, settings.home_dir / 'replay_auc.png')}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Jobs and the run tags the platform reads back."""
 
+import json
+
 import dagster as dg
 
 from retrain_platform.assets.evaluation import evaluation_report
@@ -31,8 +33,12 @@ monitor_job = dg.define_asset_job(
 )
 
 
-def retrain_run_config(window_days: int) -> dict:
-    return {"ops": {"raw_data": {"config": {"window_days": window_days}}}}
+def retrain_run_config(window_days: int, gates: str = "") -> dict:
+    """Run config of the retrains the platform launches itself (sensors, schedules)."""
+    ops = {"raw_data": {"config": {"window_days": window_days}}}
+    if gates:
+        ops["evaluation_report"] = {"config": json.loads(gates)}
+    return {"ops": ops}
 
 
 __all__ = ["DECISION_DATE_TAG", "DECISION_TAG", "PROMOTION_TAG", "TRIGGER_TAG", "monitor_job", "retrain_job"]

@@ -6,15 +6,14 @@ from retrain_platform.jobs import (
     TRIGGER_TAG,
     monitor_job,
     retrain_job,
-    retrain_run_config,
 )
 
 
-def build_schedules(window_days: int) -> list[dg.ScheduleDefinition]:
+def build_schedules(retrain_config: dict) -> list[dg.ScheduleDefinition]:
     return [
         dg.ScheduleDefinition(
             name="weekly_retrain", cron_schedule="0 3 * * 1", job=retrain_job,
-            run_config=retrain_run_config(window_days), tags={TRIGGER_TAG: "schedule"},
+            run_config=retrain_config, tags={TRIGGER_TAG: "schedule"},
             default_status=dg.DefaultScheduleStatus.RUNNING,
             description="Retrain every Monday at 03:00 on the recent window; the gates still decide.",
         ),

@@ -30,6 +30,7 @@ class Settings(BaseModel):
     retrain_cooldown_hours: float = 24.0  # at least this long between two retrains
     max_retrains_per_week: int = 3  # at most this many retrains in any 7 days
     retrain_window_days: int = 60  # data window of retrains the platform launches by itself
+    retrain_gates: str = ""  # JSON of gate settings for those retrains, e.g. {"cooldown_days": 1}
     alert_webhook_url: str = ""  # failed runs are also POSTed here as JSON
     # Empty means "the embedded default under home"; set them to point at servers.
     mlflow_tracking_uri: str = ""

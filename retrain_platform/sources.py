@@ -55,6 +55,8 @@ def training_rows(spec: DatasetSpec, history_path: str = "", history_until: str 
     if store is None:
         return history
     logged = log_rows(store, spec)
+    if logged.empty:  # an empty frame would turn every column it is concatenated with into objects
+        return history
     # Events in both (replayed history) count once, as the log has them.
     history = history[~history[spec.id_column].isin(logged[spec.id_column])]
     return pd.concat([history, logged], ignore_index=True)

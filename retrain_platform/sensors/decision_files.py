@@ -13,12 +13,11 @@ from retrain_platform.jobs import (
     DECISION_TAG,
     TRIGGER_TAG,
     retrain_job,
-    retrain_run_config,
 )
 from retrain_platform.retrain_history import recent_retrains
 
 
-def build_decision_sensor(folder: Path, interval_seconds: int, policy: RetrainPolicy, window_days: int) -> dg.SensorDefinition:
+def build_decision_sensor(folder: Path, interval_seconds: int, policy: RetrainPolicy, run_config: dict) -> dg.SensorDefinition:
     @dg.sensor(
         name="decision_file_sensor",
         job=retrain_job,
@@ -46,7 +45,7 @@ def build_decision_sensor(folder: Path, interval_seconds: int, policy: RetrainPo
                 recent.append(decision.decision_date)  # the next file of this tick sees it
                 requests.append(dg.RunRequest(
                     run_key=decision.decision_id,  # a decision launches at most one run, ever
-                    run_config=retrain_run_config(window_days),
+                    run_config=run_config,
                     tags={TRIGGER_TAG: decision.trigger, DECISION_TAG: decision.decision_id,
                           DECISION_DATE_TAG: decision.decision_date.isoformat()},
                 ))  # fmt: skip
