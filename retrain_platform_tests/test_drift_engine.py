@@ -12,18 +12,16 @@ Three columns are derived from real ones only to reach the branches flights' own
 
 from __future__ import annotations
 
-import json
 import math
 import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
-from evidently import DataDefinition, Dataset, Report
-from evidently.presets import DataDriftPreset
 
 from retrain_platform.core import drift
 from retrain_platform.core.drift import ProxyMetrics, ReferenceProfile, choose_method
+from retrain_platform.core.drift_report import column_verdicts, run_evidently
 from retrain_platform.datasets.flights import FLIGHTS
 
 NUMERIC = [*FLIGHTS.numeric_features, "is_weekend", "visib_band"]
@@ -45,23 +43,7 @@ def evidently_drift(
     reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str] = NUMERIC, categorical: list[str] = CATEGORICAL
 ) -> dict[str, tuple[float, str, float, bool]]:
     """column -> (score, method, threshold, drifted) as Evidently reports them."""
-    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    snapshot = Report([DataDriftPreset(drift_share=0.5)], include_tests=True).run(
-        current_data=Dataset.from_pandas(current, data_definition=definition),
-        reference_data=Dataset.from_pandas(reference, data_definition=definition),
-    )
-    report = json.loads(snapshot.json())
-    scores = {
-        m["config"]["column"]: (m["value"], m["config"]["method"], m["config"]["threshold"])
-        for m in report["metrics"]
-        if m["config"]["type"] == "evidently:metric_v2:ValueDrift"
-    }
-    drifted = {
-        t["metric_config"]["params"]["column"]: t["status"] == "FAIL"
-        for t in report["tests"]
-        if "column" in t["metric_config"]["params"]
-    }
-    return {column: (*scores[column], drifted[column]) for column in [*numeric, *categorical]}
+    return column_verdicts(run_evidently(reference, current, numeric, categorical))
 
 
 # Evidently's own chi-square divides by a zero expected count for a value unseen in the reference.

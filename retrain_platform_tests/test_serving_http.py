@@ -36,13 +36,13 @@ from retrain_platform_tests.serving_fixtures import (
     register_flight_models,
 )
 from serving.app import create_app
-from serving.config import ServingConfig
 from serving.schemas import example_row
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-FAST = ServingConfig(poll_seconds=0.3, store_flush_seconds=0.1, max_body_bytes=8 * 1024 * 1024)
+# Serving settings for tests: a quick registry poll and store flush, a smaller body limit.
+FAST = {"serving_poll_seconds": 0.3, "store_flush_seconds": 0.1, "serving_max_body_bytes": 8 * 1024 * 1024}
 
 
 class FakeDagster:
@@ -128,14 +128,14 @@ def admin_token():
 
 def settings_for(folder, mlflow_server, **overrides) -> Settings:
     values = {"home": folder, "mlflow_tracking_uri": mlflow_server.url,
-              "prediction_store_url": f"sqlite:///{folder / 'predictions.db'}", **overrides}  # fmt: skip
+              "prediction_store_url": f"sqlite:///{folder / 'predictions.db'}", **FAST, **overrides}  # fmt: skip
     return Settings(**values)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, mlflow_server, dagster):
     settings = settings_for(tmp_path_factory.mktemp("serving"), mlflow_server, dagster_url=dagster.url)
-    with UvicornThread(create_app(settings, FAST)) as running:
+    with UvicornThread(create_app(settings)) as running:
         running.settings = settings
         yield running
 
@@ -241,15 +241,29 @@ def test_batch_scores_every_row_with_its_own_id(client, models):
     assert client.post("/predict/batch", json={"rows": []}).status_code == 422
 
 
-def test_batch_limit_is_inclusive_and_a_bigger_batch_is_413(client, models):
-    limit = FAST.max_batch_rows
+def test_batch_limit_is_inclusive_and_a_bigger_batch_is_413(client, server, models):
+    limit = server.settings.serving_max_batch_rows
     many = (models.rows * (limit // len(models.rows) + 1))[: limit + 1]
     assert client.post("/predict/batch", json={"rows": many[:limit]}).json()["count"] == limit
     over = client.post("/predict/batch", json={"rows": many})
     assert over.status_code == 413
     assert f"at most {limit} rows" in over.json()["detail"]
-    huge = client.post("/predict/batch", content=b" " * (FAST.max_body_bytes + 1), headers={"Content-Type": "application/json"})
+    oversized = b" " * (server.settings.serving_max_body_bytes + 1)
+    huge = client.post("/predict/batch", content=oversized, headers={"Content-Type": "application/json"})
     assert huge.status_code == 413 and "over the limit" in huge.json()["detail"]
+
+
+def test_with_prediction_logging_off_predictions_are_answered_but_not_logged(tmp_path, mlflow_server, models):
+    settings = settings_for(tmp_path, mlflow_server, prediction_logging=False)
+    with UvicornThread(create_app(settings)) as running, httpx.Client(base_url=running.url) as http:
+        one = http.post("/predict", json=models.rows[0])
+        assert one.status_code == 200 and one.json()["prediction_id"]
+        assert http.post("/predict/batch", json={"rows": models.rows[:3]}).json()["count"] == 3
+        unlogged = http.post("/feedback", json={"prediction_id": one.json()["prediction_id"], "label": 1}, headers=AUTH)
+        assert unlogged.status_code == 404
+    store = PredictionStore(settings.store_url)  # the server flushed on shutdown: nothing was queued
+    assert store.count_predictions() == 0
+    store.close()
 
 
 # -- feedback and tokens ------------------------------------------------------------------------
@@ -308,7 +322,7 @@ def test_model_info_and_health_describe_the_served_model(client, models):
 def test_without_a_production_model_predictions_are_503(tmp_path, mlflow_server):
     # No breast_cancer model was ever registered in this MLflow store.
     settings = settings_for(tmp_path, mlflow_server, dataset="breast_cancer")
-    with UvicornThread(create_app(settings, FAST)) as running, httpx.Client(base_url=running.url) as http:
+    with UvicornThread(create_app(settings)) as running, httpx.Client(base_url=running.url) as http:
         row = example_row(get_spec("breast_cancer"))
         response = http.post("/predict", json=row)
         assert response.status_code == 503
@@ -324,11 +338,13 @@ def test_without_a_production_model_predictions_are_503(tmp_path, mlflow_server)
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_concurrent_predictions_all_reach_the_store_after_a_graceful_stop(request, tmp_path, mlflow_server, models, backend):
     # Queued until shutdown: a long interval and a big batch, so only close() can write them.
-    config = ServingConfig(poll_seconds=30, store_batch_size=100_000, store_flush_seconds=60)
     sqlite = contextlib.nullcontext(f"sqlite:///{tmp_path / 'graceful.db'}")
     with postgres_store_url(request.getfixturevalue("postgres_url")) if backend == "postgres" else sqlite as url:
-        settings = settings_for(tmp_path, mlflow_server, prediction_store_url=url)
-        running = UvicornThread(create_app(settings, config))
+        settings = settings_for(
+            tmp_path, mlflow_server, prediction_store_url=url,
+            serving_poll_seconds=30, store_batch_size=100_000, store_flush_seconds=60,
+        )  # fmt: skip
+        running = UvicornThread(create_app(settings))
         _, challenger = served_versions(models)
 
         def predict_many(rows):
@@ -473,12 +489,11 @@ def test_retrain_launches_the_dagster_job_and_reports_its_status(client, dagster
 
 
 def test_retrain_reports_dagster_errors(tmp_path, mlflow_server, dagster):
-    wrong_job = ServingConfig(poll_seconds=30, retrain_job="no_such_job")
-    settings = settings_for(tmp_path, mlflow_server, dagster_url=dagster.url)
-    with UvicornThread(create_app(settings, wrong_job)) as running, httpx.Client(base_url=running.url) as http:
+    settings = settings_for(tmp_path, mlflow_server, dagster_url=dagster.url, dagster_retrain_job="no_such_job")
+    with UvicornThread(create_app(settings)) as running, httpx.Client(base_url=running.url) as http:
         refused = http.post("/retrain", headers=AUTH)
         assert refused.status_code == 502 and "PipelineNotFoundError" in refused.json()["detail"]
     down = settings_for(tmp_path, mlflow_server, dagster_url=f"http://127.0.0.1:{free_port()}")
-    with UvicornThread(create_app(down, FAST)) as running, httpx.Client(base_url=running.url) as http:
+    with UvicornThread(create_app(down)) as running, httpx.Client(base_url=running.url) as http:
         unreachable = http.post("/retrain", headers=AUTH)
         assert unreachable.status_code == 503 and "did not answer" in unreachable.json()["detail"]

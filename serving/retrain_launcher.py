@@ -14,7 +14,7 @@ import httpx
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from .schemas import RetrainLaunched, RetrainStatus
+from .schemas import AUTH_ERRORS, RetrainLaunched, RetrainStatus
 
 LAUNCH_RUN = """
 mutation LaunchRetrain($executionParams: ExecutionParams!) {
@@ -159,7 +159,8 @@ def retrain_router(dagster: DagsterClient, job: str, admin, model_name: str, ser
         description="Launches the job through Dagster's GraphQL API and returns at once with the run id and "
         "its Dagster UI link; follow it with GET /retrain/status/{run_id}. The job promotes the new model "
         "only if it passes every gate, and serving picks the promotion up at its next registry poll.",
-        responses={502: {"description": "Dagster refused the launch"}, 503: {"description": "Dagster unreachable"}},
+        responses={**AUTH_ERRORS, 502: {"description": "Dagster refused the launch"},
+                   503: {"description": "Dagster unreachable"}},
     )  # fmt: skip
     async def retrain() -> RetrainLaunched:
         try:
@@ -174,7 +175,9 @@ def retrain_router(dagster: DagsterClient, job: str, admin, model_name: str, ser
 
     @router.get(
         "/status/{run_id}", response_model=RetrainStatus, dependencies=[admin],
-        summary="Status of a Dagster run", responses={404: {"description": "no such run"}},
+        summary="Status of a Dagster run",
+        responses={**AUTH_ERRORS, 404: {"description": "no such run"},
+                   502: {"description": "Dagster answered with an error"}, 503: {"description": "Dagster unreachable"}},
     )  # fmt: skip
     async def retrain_status(run_id: str) -> RetrainStatus:
         try:

@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, create_model
 
 from retrain_platform.datasets import Categorical, DatasetSpec
 
+# Answered before the handler runs, so FastAPI cannot know them: documented on the routes by hand.
+AUTH_ERRORS = {401: {"description": "no bearer token"}, 403: {"description": "wrong token"}}
+UNREADABLE_BODY = {400: {"description": "the body cannot be read as JSON text (not UTF-8)"}}
+
 
 def _example_value(feature) -> float | int | str:
     if isinstance(feature, Categorical):

@@ -1,4 +1,4 @@
-"""The Evidently drift report for people: the HTML page and a small summary of what it found."""
+"""Evidently's drift report: the HTML page for people, and its per-column verdicts read back."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 from retrain_platform.datasets.spec import DatasetSpec
 
 
-def evidently_drift_report(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec, html_path: Path) -> dict:
-    """Run Evidently's DataDriftPreset on the spec's features, save the HTML, return its verdicts."""
+def run_evidently(reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str]):
+    """Evidently's DataDriftPreset on explicitly typed columns; returns its snapshot."""
     from evidently import (  # heavy: imported only where a report is made
         DataDefinition,
         Dataset,
@@ -19,19 +19,37 @@ def evidently_drift_report(reference: pd.DataFrame, current: pd.DataFrame, spec:
     )
     from evidently.presets import DataDriftPreset
 
-    definition = DataDefinition(numerical_columns=spec.numeric_features, categorical_columns=spec.categorical_features)
-    columns = spec.feature_names
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    columns = [*numeric, *categorical]
 
     def dataset(frame: pd.DataFrame):
         return Dataset.from_pandas(frame[columns].reset_index(drop=True), data_definition=definition)
 
-    snapshot = Report([DataDriftPreset()], include_tests=True).run(current_data=dataset(current), reference_data=dataset(reference))
+    return Report([DataDriftPreset(drift_share=0.5)], include_tests=True).run(
+        current_data=dataset(current), reference_data=dataset(reference)
+    )
+
+
+def column_verdicts(snapshot) -> dict[str, tuple[float, str, float, bool]]:
+    """column -> (score, method, threshold, drifted) as Evidently reports them."""
+    report = json.loads(snapshot.json())
+    scores = {
+        m["config"]["column"]: (m["value"], m["config"]["method"], m["config"]["threshold"])
+        for m in report["metrics"]
+        if m["config"]["type"] == "evidently:metric_v2:ValueDrift"
+    }
+    drifted = {
+        t["metric_config"]["params"]["column"]: t["status"] == "FAIL"
+        for t in report["tests"]
+        if "column" in t["metric_config"]["params"]
+    }
+    return {column: (*scores[column], drifted[column]) for column in scores}
+
+
+def evidently_drift_report(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec, html_path: Path) -> dict:
+    """Run Evidently on the spec's features, save the HTML, return the columns it found drifted."""
+    snapshot = run_evidently(reference, current, spec.numeric_features, spec.categorical_features)
     html_path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(html_path))
-    result = json.loads(snapshot.json())
-    drifted = sorted(
-        t["metric_config"]["params"]["column"]
-        for t in result["tests"]
-        if "column" in t["metric_config"]["params"] and t["status"] == "FAIL"
-    )
-    return {"drifted_columns": drifted, "share": len(drifted) / len(columns), "html": str(html_path)}
+    drifted = sorted(column for column, (*_, drift) in column_verdicts(snapshot).items() if drift)
+    return {"drifted_columns": drifted, "share": len(drifted) / len(spec.feature_names), "html": str(html_path)}

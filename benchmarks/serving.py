@@ -1,0 +1,310 @@
+"""Serving throughput and latency: this app against `mlflow models serve` on the same registered
+model, with the same load generator and concurrency, measured in one run.
+
+One LightGBM model is trained on the flights window (default 365 days, default parameters),
+registered in a temporary MLflow store and given the `production` alias. Then, each server in its
+own subprocess on 127.0.0.1, one uvicorn worker each, uvicorn's access log off for both:
+
+- mlflow: `mlflow models serve --env-manager local --workers 1`, `POST /invocations` with the
+  flight encoded as the logged native model takes it (`Predictor.encoded`), as `dataframe_split`;
+- ours: `uvicorn serving.app:app --workers 1`, `POST /predict` with the same flight as raw JSON,
+  prediction logging on (SQLite store), then again with `RETRAIN_PREDICTION_LOGGING=false`;
+- ours: `POST /predict/batch` with 1,000 rows, one request at a time (latency), logging on and off.
+
+Both servers must return the same probability for the flight before anything is timed. Load comes
+from `wrk` (one thread, a small Lua script posting the body) when it is installed, otherwise from
+a closed-loop Python client (threads on http.client); the same client for every measurement. The
+three servers run side by side and take turns; each measurement is warmed up, then runs a fixed
+duration, and is repeated for a few rounds (medians reported).
+
+Targets: ours >= 10x mlflow's throughput; one row p50 <= 1.5 ms, p99 <= 5 ms; logging costs
+<= 15 % of throughput; a batch of 1,000 rows p50 <= 20 ms.
+
+    .venv/bin/python benchmarks/serving.py [--seconds 10] [--warmup 3] [--concurrency 4] [--rounds 2]
+"""
+
+import argparse
+import contextlib
+import http.client
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+
+WRK_SCRIPT = r"""
+init = function(args)
+  local f = assert(io.open(args[1], "rb"))
+  local body = f:read("*a")
+  f:close()
+  req = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+request = function() return req end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "non2xx": %d, "socket_errors": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+# -- the model --------------------------------------------------------------------------------------
+def register_model(folder: Path, window_days: int):
+    """Train with the default parameters, register as version 1, alias production."""
+    import mlflow
+
+    from retrain_platform.core.features import build_features
+    from retrain_platform.core.split import time_split
+    from retrain_platform.core.training import train_candidate
+    from retrain_platform.core.window import select_window
+    from retrain_platform.datasets import FLIGHTS as spec
+    from retrain_platform.registry import ModelRegistry, ensure_experiment
+
+    tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    raw, window = select_window(spec.load(), spec, window_days)
+    split = time_split(build_features(raw, spec), spec)
+    trained = train_candidate(split, spec)
+    registry = ModelRegistry(tracking_uri, spec.model_name)
+    experiment = ensure_experiment(tracking_uri, "serving-benchmark", (folder / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
+        version = registry.register_challenger(trained.predictor, {"data_window": window.label()}, split.holdout.head(3))
+    registry.promote(version, expected_current=None)
+    return spec, tracking_uri, trained.predictor, split.holdout
+
+
+def request_bodies(spec, predictor, holdout) -> tuple[bytes, bytes, bytes, float]:
+    """(ours one row, mlflow one row, ours 1,000 rows, the expected probability): the same flight."""
+    complete = holdout[holdout[spec.feature_names].notna().all(axis=1)]
+    flight = complete.head(1)
+
+    def raw(frame) -> list[dict]:
+        rows = frame[spec.feature_names].astype(object).to_dict("records")
+        return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in rows]
+
+    encoded = predictor.encoded(flight)
+    mlflow_body = {"dataframe_split": {"columns": list(encoded.columns), "data": encoded.to_numpy().tolist()}}
+    ours = json.dumps(raw(flight)[0]).encode()
+    batch = json.dumps({"rows": raw(holdout.head(1_000))}).encode()
+    return ours, json.dumps(mlflow_body).encode(), batch, float(predictor.scores(flight)[0])
+
+
+# -- servers ----------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def post(url: str, body: bytes) -> dict:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def server(name: str, command: list[str], env: dict, ready_url: str, log_dir: Path) -> Iterator[str]:
+    """Run `command` in its own process group until the block ends; yields its base URL."""
+    log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed below, after the process
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "UVICORN_ACCESS_LOG": "false", **env}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                tail = (log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} did not become ready:\n{tail}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        yield ready_url.rsplit("/", 1)[0]
+    finally:
+        # mlflow starts uvicorn as a child: stop the whole group this process leads.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def ours(tracking_uri: str, folder: Path, logging: bool) -> tuple[list[str], dict, str]:
+    port = free_port()
+    command = [str(BIN / "uvicorn"), "serving.app:app", "--host", HOST, "--port", str(port), "--workers", "1"]
+    env = {
+        "RETRAIN_HOME": str(folder / "home"),
+        "RETRAIN_MLFLOW_TRACKING_URI": tracking_uri,
+        "RETRAIN_PREDICTION_STORE_URL": f"sqlite:///{folder / f'predictions-{port}.db'}",
+        "RETRAIN_PREDICTION_LOGGING": str(logging).lower(),
+        "RETRAIN_SERVING_POLL_SECONDS": "30",
+    }
+    return command, env, f"http://{HOST}:{port}/health"
+
+
+def mlflow_serve(tracking_uri: str, model_name: str) -> tuple[list[str], dict, str]:
+    port = free_port()
+    command = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{model_name}@production",
+               "--env-manager", "local", "--host", HOST, "--port", str(port), "--workers", "1"]  # fmt: skip
+    return command, {"MLFLOW_TRACKING_URI": tracking_uri}, f"http://{HOST}:{port}/ping"
+
+
+# -- load -------------------------------------------------------------------------------------------
+class Wrk:
+    name = "wrk -t1"
+
+    def __init__(self, folder: Path):
+        self.script = folder / "post.lua"
+        self.script.write_text(WRK_SCRIPT)
+        self.folder = folder
+
+    def run(self, url: str, body: bytes, connections: int, seconds: float) -> dict:
+        body_file = self.folder / "body.json"
+        body_file.write_bytes(body)
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+                   "-s", str(self.script), url, "--", str(body_file)]  # fmt: skip
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        line = next(line for line in out.splitlines() if line.startswith("RESULT "))
+        raw = json.loads(line.removeprefix("RESULT "))
+        return {"rps": raw["requests"] / (raw["duration_us"] / 1e6), "p50_ms": raw["p50_us"] / 1000,
+                "p99_ms": raw["p99_us"] / 1000, "errors": raw["non2xx"] + raw["socket_errors"],
+                "requests": raw["requests"]}  # fmt: skip
+
+
+class PythonClient:
+    """Closed loop: each of `connections` threads sends its next request when the last is answered."""
+
+    name = "python http.client threads"
+
+    def run(self, url: str, body: bytes, connections: int, seconds: float) -> dict:
+        parsed = urllib.request.urlparse(url)
+        latencies: list[list[float]] = [[] for _ in range(connections)]
+        errors = [0] * connections
+        stop = time.perf_counter() + seconds
+
+        def loop(i: int) -> None:
+            conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+            headers = {"Content-Type": "application/json"}
+            while (start := time.perf_counter()) < stop:
+                conn.request("POST", parsed.path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                latencies[i].append(time.perf_counter() - start)
+                errors[i] += response.status != 200
+            conn.close()
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=loop, args=(i,)) for i in range(connections)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        every = sorted(x for per in latencies for x in per)
+        return {"rps": len(every) / elapsed, "p50_ms": statistics.median(every) * 1000,
+                "p99_ms": every[int(0.99 * (len(every) - 1))] * 1000, "errors": sum(errors),
+                "requests": len(every)}  # fmt: skip
+
+
+def measure(client, what: str, url: str, body: bytes, connections: int, seconds: float, warmup: float) -> dict:
+    client.run(url, body, connections, warmup)
+    result = client.run(url, body, connections, seconds)
+    if result["errors"]:
+        raise RuntimeError(f"{what}: {result['errors']} failed requests of {result['requests']}")
+    print(f"  {what:34s} {result['rps']:8.0f} req/s   p50 {result['p50_ms']:7.2f} ms   p99 {result['p99_ms']:7.2f} ms"
+          f"   ({result['requests']} requests)", flush=True)  # fmt: skip
+    return result
+
+
+def verdict(ok: bool) -> str:
+    return "OK" if ok else "MISSED"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each measurement")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2, help="every measurement this many times, interleaved")
+    parser.add_argument("--window-days", type=int, default=365)
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
+        folder = Path(tmp)
+        use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
+        client = Wrk(folder) if use_wrk else PythonClient()
+        print(f"training and registering the model ({args.window_days}-day window)...", flush=True)
+        spec, tracking_uri, predictor, holdout = register_model(folder, args.window_days)
+        one_ours, one_mlflow, batch, expected = request_bodies(spec, predictor, holdout)
+        c, secs, warm = args.concurrency, args.seconds, args.warmup
+        print(f"model: {predictor.booster.num_trees()} trees; client: {client.name}, {c} connections, "
+              f"{secs:g} s per measurement after {warm:g} s warm-up; one uvicorn worker per server; "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+
+        targets = {
+            "mlflow": (mlflow_serve(tracking_uri, spec.model_name), "/invocations", one_mlflow, "predictions"),
+            "on": (ours(tracking_uri, folder, logging=True), "/predict", one_ours, "probability"),
+            "off": (ours(tracking_uri, folder, logging=False), "/predict", one_ours, "probability"),
+        }
+        runs: dict[str, list[dict]] = {"mlflow": [], "on": [], "off": [], "batch": [], "batch_off": []}
+        with contextlib.ExitStack() as stack:
+            urls = {}
+            for name, ((command, env, ready), path, body, field) in targets.items():
+                base = stack.enter_context(server(name, command, env, ready, folder))
+                urls[name] = base + path
+                answer = post(urls[name], body)[field]
+                answer = answer[0] if isinstance(answer, list) else answer
+                assert abs(answer - expected) < 1e-9, (name, answer, expected)
+            assert post(urls["on"] + "/batch", batch)["count"] == 1_000
+            # All three servers stay up (idle ones cost nothing) and take turns, so that a change
+            # in machine load during the run hits every variant alike; medians over the rounds.
+            for i in range(args.rounds):
+                print(f"round {i + 1} of {args.rounds}:", flush=True)
+                for name, label in (("mlflow", "mlflow models serve, 1 row"), ("on", "ours, 1 row, logging on"),
+                                    ("off", "ours, 1 row, logging off")):  # fmt: skip
+                    runs[name].append(measure(client, label, urls[name], targets[name][2], c, secs, warm))
+                for name, logging in (("batch", "on"), ("batch_off", "off")):
+                    label = f"ours, 1,000 rows, 1 connection, logging {logging}"
+                    runs[name].append(measure(client, label, urls[logging] + "/batch", batch, 1, secs, warm))
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+    results = {name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
+               for name, rs in runs.items()}  # fmt: skip
+    print(f"medians over {args.rounds} round(s):")
+    for name, r in results.items():
+        print(f"  {name:9s} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms")
+    mlflow, on, off, batch_result = results["mlflow"], results["on"], results["off"], results["batch"]
+    ratio = on["rps"] / mlflow["rps"]
+    cost = 1 - on["rps"] / off["rps"]
+    print("against the targets (ours with logging on unless said):")
+    print(f"  throughput ours/mlflow    {ratio:6.1f}x     (target >= 10x)    {verdict(ratio >= 10)}")
+    print(f"  one row p50               {on['p50_ms']:6.2f} ms  (target <= 1.5 ms) {verdict(on['p50_ms'] <= 1.5)}")
+    print(f"  one row p99               {on['p99_ms']:6.2f} ms  (target <= 5 ms)   {verdict(on['p99_ms'] <= 5)}")
+    print(f"  logging cost              {cost * 100:6.1f} %   (target <= 15 %)   {verdict(cost <= 0.15)}")
+    print(f"  batch of 1,000 rows p50   {batch_result['p50_ms']:6.2f} ms  (target <= 20 ms)  "
+          f"{verdict(batch_result['p50_ms'] <= 20)}   (logging off: {results['batch_off']['p50_ms']:.2f} ms)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
