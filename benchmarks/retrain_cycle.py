@@ -29,7 +29,11 @@ def plain_cycle(home: Path, window_days: int) -> None:
     from retrain_platform.core.gates import GateConfig
     from retrain_platform.core.split import reference_sample, time_split
     from retrain_platform.core.training import train_candidate
-    from retrain_platform.core.validation import check_row_count, check_schema, check_window_coverage
+    from retrain_platform.core.validation import (
+        check_row_count,
+        check_schema,
+        check_window_coverage,
+    )
     from retrain_platform.core.window import select_window
     from retrain_platform.datasets import FLIGHTS as spec
     from retrain_platform.registry import ModelRegistry, ensure_experiment

@@ -11,7 +11,6 @@ import json
 import socket
 
 import pandas as pd
-import pytest
 
 from retrain_platform.datasets import FLIGHTS
 from retrain_platform.registry import ModelRegistry
@@ -19,7 +18,6 @@ from retrain_platform.replay.report import decisions, served_monthly_auc, summar
 from retrain_platform.replay.runner import ReplayConfig, run_replay
 from retrain_platform.store import PredictionStore
 from retrain_platform.store.monitoring_log import MonitoringLog
-
 
 
 def free_port() -> int:

@@ -51,6 +51,15 @@ class FeatureEncoder:
         return out
 
 
+# One thread for a few rows: starting a thread pool costs more than the trees. Many rows are
+# spread over every core (on 2 cores, 1,000 rows of a 138-tree model: 11 ms on one, 6 ms on both).
+PARALLEL_FROM = 256
+
+
+def _threads(rows: int) -> int:
+    return 1 if rows < PARALLEL_FROM else 0  # 0: LightGBM's default, every core
+
+
 @dataclass
 class Predictor:
     booster: lgb.Booster
@@ -66,10 +75,12 @@ class Predictor:
         return pd.DataFrame(self.encoder.frame(frame), columns=self.encoder.names)
 
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.booster.predict(self.encoder.frame(frame), num_threads=1)
+        encoded = self.encoder.frame(frame)
+        return self.booster.predict(encoded, num_threads=_threads(len(encoded)))
 
     def score_rows(self, rows: list[dict]) -> np.ndarray:
-        return self.booster.predict(self.encoder.rows(rows), num_threads=1)
+        encoded = self.encoder.rows(rows)
+        return self.booster.predict(encoded, num_threads=_threads(len(encoded)))
 
 
 def one_row_latency_ms(predictor: Predictor, frame: pd.DataFrame, repeats: int = 200) -> float:
