@@ -11,6 +11,8 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from retrain_platform.files import write_atomically
+
 CLOCK_FILE_ENV = "RETRAIN_CLOCK_FILE"
 
 
@@ -24,7 +26,5 @@ def now() -> datetime:
 
 
 def set_simulated(path: Path, moment: datetime) -> None:
-    """Move the simulated clock (atomically: readers never see half a timestamp)."""
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(moment.isoformat())
-    temporary.replace(path)
+    """Move the simulated clock."""
+    write_atomically(path, moment.isoformat())

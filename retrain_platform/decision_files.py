@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrain_platform.core.decisions import DecisionError, RetrainingDecision
+from retrain_platform.files import write_atomically
 
 
 @dataclass(frozen=True)
@@ -24,16 +25,9 @@ class DecisionFolder:
     def rejected(self) -> Path:
         return self.root / "rejected"
 
-    def _write(self, path: Path, text: str) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.parent / f".{path.name}.tmp"  # hidden and not *.json: never picked up half-written
-        temporary.write_text(text)
-        temporary.replace(path)
-        return path
-
     def drop(self, decision: RetrainingDecision) -> Path:
         stamp = decision.decision_date.strftime("%Y%m%dT%H%M%S")
-        return self._write(self.inbox / f"{stamp}-{decision.trigger}-{decision.decision_id[:8]}.json", decision.to_json())
+        return write_atomically(self.inbox / f"{stamp}-{decision.trigger}-{decision.decision_id[:8]}.json", decision.to_json())
 
     def pending(self) -> list[Path]:
         """Inbox files, oldest first."""
@@ -45,7 +39,7 @@ class DecisionFolder:
 
     def archive_as(self, path: Path, decision: RetrainingDecision) -> Path:
         """Keep the decision as acted on (the policy may have changed retrain and reason)."""
-        archived = self._write(self.archive / path.name, decision.to_json())
+        archived = write_atomically(self.archive / path.name, decision.to_json())
         path.unlink()
         return archived
 
@@ -53,5 +47,5 @@ class DecisionFolder:
         self.rejected.mkdir(parents=True, exist_ok=True)
         target = self.rejected / path.name
         path.replace(target)
-        self._write(self.rejected / f"{path.name}.error.txt", f"{error}\n")
+        write_atomically(self.rejected / f"{path.name}.error.txt", f"{error}\n")
         return target

@@ -21,6 +21,7 @@ from retrain_platform.core.monitoring import (
     realised_performance,
 )
 from retrain_platform.datasets.spec import DatasetSpec
+from retrain_platform.files import write_atomically
 from retrain_platform.registry import ModelRegistry
 from retrain_platform.store import PredictionStore
 
@@ -76,10 +77,7 @@ class Monitor:
             self.reference(version), spec.numeric_features, spec.categorical_features,
             prediction_column=SCORE, score_threshold=self.registry.version_info(version).threshold,
         )  # fmt: skip
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_bytes(pickle.dumps(profile))
-        temporary.replace(path)  # atomic: a concurrent sensor tick never reads half a profile
+        write_atomically(path, pickle.dumps(profile))  # a concurrent sensor tick never reads half a profile
         return profile
 
     def window(self, version: str, rows: int) -> pd.DataFrame:
