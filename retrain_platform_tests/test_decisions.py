@@ -32,6 +32,7 @@ def wish(**overrides) -> RetrainingDecision:
 def test_policy_retrains_when_nothing_stands_in_the_way():
     decision = apply_policy(wish(), [NOW - timedelta(days=3)], NOW)
     assert decision.retrain and decision.reason.endswith("; retraining")
+    assert apply_policy(decision, [NOW - timedelta(days=3)], NOW) == decision  # the sensor re-applies it
 
 
 def test_policy_cooldown_and_force():

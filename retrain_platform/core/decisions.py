@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
 TRIGGERS = ("drift", "performance", "schedule", "manual")
+RETRAINING = "; retraining"
 
 
 class DecisionError(ValueError):
@@ -88,4 +89,5 @@ def apply_policy(wish: RetrainingDecision, recent_retrains: list[datetime], now:
         hours = (now - latest).total_seconds() / 3600
         return replace(wish, retrain=False, reason=f"{wish.reason}; not retraining: cooldown, the last retrain "
                        f"was {hours:.1f} h ago (< {policy.cooldown_hours:g} h)")  # fmt: skip
-    return replace(wish, reason=f"{wish.reason}; retraining")
+    # The sensor re-applies the policy to decisions the platform already made: say it once.
+    return wish if wish.reason.endswith(RETRAINING) else replace(wish, reason=wish.reason + RETRAINING)
