@@ -32,7 +32,25 @@ def prepare_home(settings: Settings) -> dict[str, str]:
     instance_yaml = settings.dagster_home / "dagster.yaml"
     if not instance_yaml.exists():
         shutil.copy(EMBEDDED_INSTANCE, instance_yaml)
+    # The code location gets the name serving launches runs in (`dagster dev -m` would name it
+    # after the module), the same as in the deployment's workspace.yaml.
+    (settings.dagster_home / "workspace.yaml").write_text(
+        "load_from:\n  - python_module:\n      module_name: retrain_platform.definitions\n"
+        f"      location_name: {settings.dagster_location}\n"
+    )
+    create_mlflow_tables(settings.tracking_uri)
     return {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "RETRAIN_HOME": str(settings.home_dir)}
+
+
+def create_mlflow_tables(tracking_uri: str) -> None:
+    """Create the embedded MLflow store's tables before any service opens it: the MLflow server and
+    serving would both migrate a fresh SQLite file at start, and the loser crashes."""
+    if tracking_uri.startswith("sqlite:"):
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
 
 
 def commands(settings: Settings) -> dict[str, list[str]]:
@@ -40,7 +58,8 @@ def commands(settings: Settings) -> dict[str, list[str]]:
     mlflow_host, mlflow_port = _host_port(settings.mlflow_ui_url)
     serving_host, serving_port = _host_port(settings.serving_url)
     return {
-        "dagster": [_bin("dagster"), "dev", "-m", "retrain_platform.definitions", "-h", dagster_host, "-p", dagster_port],
+        "dagster": [_bin("dagster"), "dev", "-w", str(settings.dagster_home / "workspace.yaml"),
+                    "-h", dagster_host, "-p", dagster_port],
         "mlflow": [_bin("mlflow"), "server", "--backend-store-uri", settings.tracking_uri,
                    "--default-artifact-root", settings.artifact_root, "--host", mlflow_host, "--port", mlflow_port,
                    "--workers", "1"],

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-JOBS_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes { name jobs { name } } } } }"""
+JOBS_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } jobs { name } } } } }"""
 
 
 def free_port() -> int:
@@ -43,6 +43,8 @@ def test_dev_serves_dagster_mlflow_and_serving_then_stops(tmp_path):
         jobs = httpx.post(f"{urls['dagster']}/graphql", json={"query": JOBS_QUERY}, timeout=30).json()
         names = {job["name"] for repo in jobs["data"]["repositoriesOrError"]["nodes"] for job in repo["jobs"]}
         assert {"retrain", "rollback_job"} <= names
+        # Serving's Retrain button launches in this location: the name must match.
+        assert {repo["location"]["name"] for repo in jobs["data"]["repositoriesOrError"]["nodes"]} == {"retrain_platform"}
         assert wait_for(f"{urls['mlflow']}/health", process).status_code == 200
         assert wait_for(f"{urls['serving']}/health", process).status_code in (200, 503)
         assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
