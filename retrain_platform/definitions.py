@@ -68,10 +68,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                                settings.drift_window_rows, targets=MONITORING_ASSETS),
             build_decision_sensor(settings.decisions_dir, settings.decision_sensor_seconds,
                                   RetrainPolicy(settings.retrain_cooldown_hours, settings.max_retrains_per_week),
-                                  retrain_run_config(settings.retrain_window_days, settings.retrain_gates)),
+                                  retrain_run_config(settings.retrain_window_days, settings.retrain_gates),
+                                  dataset=settings.dataset),
             build_failure_sensor(settings.home_dir / "alerts.jsonl", settings.alert_webhook_url),
         ],
-        schedules=build_schedules(retrain_run_config(settings.retrain_window_days, settings.retrain_gates)),  # fmt: skip
+        schedules=build_schedules(retrain_run_config(settings.retrain_window_days, settings.retrain_gates),
+                                  RetrainPolicy(settings.retrain_cooldown_hours, settings.max_retrains_per_week),
+                                  settings.decisions_dir),
         resources=resources(settings),
         # Steps share one process: the multiprocess executor costs seconds per step here and the
         # stages are sequential anyway.

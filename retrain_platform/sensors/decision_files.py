@@ -1,12 +1,31 @@
-"""The decision-file sensor: takes each file in the decisions inbox exactly once."""
+"""The decision-file sensor: takes each file in the decisions inbox exactly once.
+
+Exactly once rests on three things. A file taken leaves the inbox (to archive/ or rejected/), so the
+inbox itself is the work still to do: a file dropped with an old modification time (`mv`, `cp -p`,
+rsync) is still seen, which a cursor of the last (mtime, name) alone would skip forever. The cursor
+keeps the ids of recent decisions taken, and the instance knows every run launched for a decision
+(tag `retrain_platform/decision_id`), so a copy of a decision already taken is archived as a
+duplicate instead of claiming a retrain. And the run key is the decision id, which Dagster never
+launches twice for this sensor.
+"""
+
+from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 
 from retrain_platform import clock
-from retrain_platform.core.decisions import DecisionError, RetrainPolicy, apply_policy
+from retrain_platform.core.decisions import (
+    RETRAINING,
+    DecisionError,
+    RetrainingDecision,
+    RetrainPolicy,
+    apply_policy,
+)
 from retrain_platform.decision_files import DecisionFolder
 from retrain_platform.jobs import (
     DECISION_DATE_TAG,
@@ -16,10 +35,44 @@ from retrain_platform.jobs import (
 )
 from retrain_platform.retrain_history import recent_retrains
 
+SENSOR_NAME = "decision_file_sensor"
+MAX_FILES_PER_TICK = 100  # a tick stays short (sensor evaluations have a deadline); the rest waits a tick
+SETTLE_SECONDS = 5.0  # an invalid file younger than this may still be being written: looked at again
+TAKEN_IN_CURSOR = 500  # decision ids remembered in the cursor (the instance remembers launched ones forever)
 
-def build_decision_sensor(folder: Path, interval_seconds: int, policy: RetrainPolicy, run_config: dict) -> dg.SensorDefinition:
+
+def retrain_request(decision: RetrainingDecision, taken_at: datetime, run_config: dict) -> dg.RunRequest:
+    """The retrain run for an approved decision. `DECISION_DATE_TAG` is when it was taken (the
+    platform clock's time, simulated in a replay): the policy counts the run at that time, whatever
+    date the file claims, so an old or future date cannot dodge the weekly limit."""
+    return dg.RunRequest(
+        run_key=decision.decision_id,  # a decision launches at most one run, ever
+        run_config=run_config,
+        tags={
+            TRIGGER_TAG: decision.trigger,
+            DECISION_TAG: decision.decision_id,
+            DECISION_DATE_TAG: taken_at.isoformat(),
+            "retrain_platform/reason": decision.reason[:900],
+        },
+    )
+
+
+def _launched_before(instance: dg.DagsterInstance, decision_id: str) -> bool:
+    return bool(instance.get_run_records(filters=dg.RunsFilter(tags={DECISION_TAG: decision_id}), limit=1))
+
+
+def build_decision_sensor(
+    folder: Path,
+    interval_seconds: int,
+    policy: RetrainPolicy,
+    run_config: dict,
+    dataset: str | None = None,
+    settle_seconds: float = SETTLE_SECONDS,
+) -> dg.SensorDefinition:
+    """`dataset`: the platform's dataset; a decision naming another one is archived, not acted on."""
+
     @dg.sensor(
-        name="decision_file_sensor",
+        name=SENSOR_NAME,
         job=retrain_job,
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -29,32 +82,74 @@ def build_decision_sensor(folder: Path, interval_seconds: int, policy: RetrainPo
         launches the retrain job when the decision stands, archives the file with the outcome,
         and moves an invalid file to rejected/ with its error."""
         decisions = DecisionFolder(folder)
+        files = decisions.pending()
+        if not files:
+            return dg.SkipReason("no decision files in the inbox")
+        state = _cursor(context.cursor)
+        taken: list[str] = state["taken"]
+        now = clock.now()
         recent = recent_retrains(context.instance)
-        requests, notes = [], []
-        for path in decisions.pending():
+        requests: list[dg.RunRequest] = []
+        notes: list[str] = []
+
+        def take(path: Path) -> str:
             try:
                 wish = decisions.read(path)
             except DecisionError as err:
+                if decisions.age_seconds(path) < settle_seconds:
+                    return f"{path.name}: not a valid decision yet ({err}); looking again next tick"
                 decisions.reject(path, err)
-                notes.append(f"rejected {path.name}: {err}")
-                continue
-            decision = apply_policy(wish, recent, clock.now(), policy)
-            decisions.archive_as(path, decision)
-            notes.append(f"{path.name}: {decision.reason}")
-            if decision.retrain:
-                recent.append(decision.decision_date)  # the next file of this tick sees it
-                requests.append(dg.RunRequest(
-                    run_key=decision.decision_id,  # a decision launches at most one run, ever
-                    run_config=run_config,
-                    tags={TRIGGER_TAG: decision.trigger, DECISION_TAG: decision.decision_id,
-                          DECISION_DATE_TAG: decision.decision_date.isoformat()},
-                ))  # fmt: skip
-        if not notes:
-            return dg.SkipReason("no decision files in the inbox")
+                return f"rejected {path.name}: {err}"
+            status = None
+            if wish.decision_id in taken or _launched_before(context.instance, wish.decision_id):
+                status = "duplicate"
+                decision = replace(wish, retrain=False, reason=f"{wish.reason.removesuffix(RETRAINING)}; not retraining: "
+                                   f"decision {wish.decision_id} was taken before (a copy of a file already acted on)")  # fmt: skip
+            elif wish.retrain and dataset and wish.dataset and wish.dataset != dataset:
+                decision = replace(wish, retrain=False, reason=f"{wish.reason}; not retraining: "
+                                   f"this platform retrains {dataset!r}, the decision is for {wish.dataset!r}")  # fmt: skip
+            else:
+                decision = apply_policy(wish, recent, now, policy)
+            request = retrain_request(decision, now, run_config) if decision.retrain else None
+            outcome = {
+                "status": status,
+                "taken_at": now.isoformat(),
+                "taken_by": SENSOR_NAME,
+                "run_key": request.run_key if request else None,
+                "asked": {"retrain": wish.retrain, "reason": wish.reason},
+            }
+            archived = decisions.archive_as(path, decision, outcome)
+            taken.append(decision.decision_id)
+            state["last"] = {"file": path.name, "taken_at": now.isoformat()}
+            if request:
+                requests.append(request)
+                recent.append(now)  # the next file of this tick sees this retrain
+            return f"{path.name} -> {archived.parent.name}/{archived.name}: {decision.reason}"
+
+        for path in files[:MAX_FILES_PER_TICK]:
+            try:
+                notes.append(take(path))
+            except OSError as err:  # e.g. permissions: leave the file, keep the runs of the others
+                notes.append(f"{path.name}: left in the inbox, {type(err).__name__}: {err}")
+                context.log.warning(notes[-1])
+        if len(files) > MAX_FILES_PER_TICK:
+            notes.append(f"{len(files) - MAX_FILES_PER_TICK} more files next tick")
         for note in notes:
             context.log.info(note)
-        cursor = json.dumps({"last": notes[-1][:200], "cursor_before": context.cursor})[:2000]
-        return dg.SensorResult(run_requests=requests, skip_reason=None if requests else "; ".join(notes)[:1000],
-                               cursor=cursor)  # fmt: skip
+        state["taken"] = taken[-TAKEN_IN_CURSOR:]
+        return dg.SensorResult(
+            run_requests=requests,
+            skip_reason=None if requests else "; ".join(notes)[:2000],
+            cursor=json.dumps(state),
+        )
 
     return decision_file_sensor
+
+
+def _cursor(text: str | None) -> dict:
+    try:
+        state = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        state = {}
+    state = state if isinstance(state, dict) else {}
+    return {"taken": [i for i in state.get("taken", []) if isinstance(i, str)], "last": state.get("last")}
