@@ -1,8 +1,7 @@
 """When the platform last retrained, read from the Dagster instance.
 
 A run launched for a decision carries when the decision was taken, on the platform clock (in a
-replay, the simulated date); any
-other retrain run counts at the time it was created.
+replay, the simulated date); any other retrain run counts at the time it was created.
 """
 
 from datetime import datetime
