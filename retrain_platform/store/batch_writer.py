@@ -87,12 +87,18 @@ class BatchWriter:
 
     # -- writing --------------------------------------------------------------------------------
     def flush(self) -> int:
-        """Write everything submitted so far, `batch_size` rows per transaction; return the count."""
+        """Write everything submitted so far, `batch_size` rows per transaction; return the count.
+
+        Rows submitted while it runs wait for the next flush: under steady traffic, chasing them
+        would write a transaction of a few rows after another and keep the interpreter busy."""
         written = 0
         with self._write_lock:
+            with self._buffer_lock:
+                left = len(self._buffer)  # the oldest rows come first, failed ones included
             while True:
                 with self._buffer_lock:
-                    keys = list(itertools.islice(self._buffer, self.batch_size))
+                    keys = list(itertools.islice(self._buffer, min(self.batch_size, left)))
+                    left -= len(keys)
                     batch = {key: self._buffer.pop(key) for key in keys}
                     self._in_flight = batch
                 try:
