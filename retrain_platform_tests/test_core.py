@@ -1,12 +1,15 @@
 """Unit tests of the pure core: spec → schema, window, split, metrics, gates, predictor."""
 
+import pickle
+
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
 
 from retrain_platform.core.gates import Evidence, GateConfig, Verdict, all_passed, evaluate_gates, failed
 from retrain_platform.core.metrics import best_f1_threshold, classification_metrics
-from retrain_platform.core.predictor import FeatureEncoder
+from retrain_platform.core.predictor import FeatureEncoder, Predictor
 from retrain_platform.core.split import time_split
 from retrain_platform.core.validation import build_schema, check_row_count, check_schema, check_window_coverage
 from retrain_platform.core.window import Window, select_window
@@ -94,6 +97,23 @@ def test_encoder_codes_categories_by_spec_position():
     assert np.isnan(encoded[FLIGHTS.feature_names.index("dest")])  # unseen category → missing
     frame = pd.DataFrame([row])
     np.testing.assert_array_equal(encoder.frame(frame)[0], encoded)
+
+
+def test_single_row_fast_path_scores_as_the_booster_does(flights):
+    sample = flights.head(3_000)
+    encoder = FeatureEncoder(FLIGHTS)
+    data = lgb.Dataset(encoder.frame(sample), sample[FLIGHTS.target], categorical_feature=encoder.categorical_indices)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1}, data, num_boost_round=30)
+    predictor = Predictor(booster, FLIGHTS, threshold=0.5)
+    rows = sample[FLIGHTS.feature_names].tail(300).to_dict("records")
+    rows[0] = {**rows[0], "dest": "NOPE", "temp": None}  # unseen category and a missing value
+    expected = booster.predict(encoder.frame(pd.DataFrame(rows)))
+    assert len(set(expected.round(6))) > 50  # the rows really score differently
+    np.testing.assert_allclose([predictor.score_one(row) for row in rows], expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(predictor.score_rows(rows), expected, rtol=0, atol=1e-12)
+    # The fast path holds a C handle; a pickled predictor (Dagster's IO manager) makes its own.
+    clone = pickle.loads(pickle.dumps(predictor))
+    assert clone.score_one(rows[1]) == predictor.score_one(rows[1]) == pytest.approx(expected[1], abs=1e-12)
 
 
 def _evidence(**overrides) -> Evidence:
