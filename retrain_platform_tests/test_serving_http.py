@@ -36,6 +36,7 @@ from retrain_platform_tests.serving_fixtures import (
     register_flight_models,
 )
 from serving.app import create_app
+from serving.ids import prediction_ids
 from serving.schemas import example_row
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -190,6 +191,7 @@ def test_predict_scores_with_the_production_model_and_logs_a_shadow_score(client
 
 BAD_REQUESTS = {
     "bad json": (b'{"day_of_week": 1,', None, "json_invalid"),
+    "not utf-8": (b"\x80\xff{}", None, "json_invalid"),
     "missing field": ({"drop": "carrier"}, "carrier", "missing"),
     "out of range": ({"dep_hour": 24}, "dep_hour", "less_than_equal"),
     "below range": ({"distance": 0}, "distance", "greater_than_equal"),
@@ -218,6 +220,8 @@ def test_malformed_request_is_422_naming_the_field(client, models, case):
     assert errors[0]["type"] == error_type
     if field:
         assert errors[0]["loc"] == ["body", field]
+    else:
+        assert errors[0]["loc"][0] == "body" and len(json.dumps(errors)) < 1_000  # the body is quoted, not echoed
 
 
 def test_nullable_fields_may_be_null_or_absent(client, models):
@@ -497,3 +501,11 @@ def test_retrain_reports_dagster_errors(tmp_path, mlflow_server, dagster):
     with UvicornThread(create_app(down)) as running, httpx.Client(base_url=running.url) as http:
         unreachable = http.post("/retrain", headers=AUTH)
         assert unreachable.status_code == 503 and "did not answer" in unreachable.json()["detail"]
+
+
+def test_prediction_ids_are_unique_version_4_uuids():
+    ids = prediction_ids(5_000)
+    assert len(set(ids)) == 5_000
+    parsed = [uuid.UUID(value) for value in ids]
+    assert {u.version for u in parsed} == {4} and {u.variant for u in parsed} == {uuid.RFC_4122}
+    assert [str(u) for u in parsed] == ids  # canonical lower-case text, as the store keeps it
