@@ -58,7 +58,7 @@ def test_decision_files_become_retrain_runs_once_within_the_policy(tmp_path, ins
     assert tick(defs, instance).skip_message == "no decision files in the inbox"
 
     good = manual("analyst: new routes from Monday")
-    folder.drop(good)
+    good_file = folder.drop(good)
     (folder.inbox / "broken.json").write_text('{"retrain": "maybe"}')  # just written: might be half done
     (folder.inbox / "garbage.json").write_bytes(b"\x89PNG\r\n")
     make_old(folder.inbox / "garbage.json")
@@ -69,18 +69,16 @@ def test_decision_files_become_retrain_runs_once_within_the_policy(tmp_path, ins
     assert request.tags["retrain_platform/trigger"] == "manual"
     assert request.tags["retrain_platform/decision_id"] == good.decision_id
     assert request.run_config["ops"]["raw_data"]["config"]["window_days"] == 30
-    [archived] = folder.archive.glob("*.json")
-    record = json.loads(archived.read_text())
-    assert archived.name.endswith(".retrain.json") and record["retrain"] and record["reason"].endswith("; retraining")
-    assert record["outcome"]["run_key"] == good.decision_id and record["outcome"]["asked"]["retrain"]
     assert "not UTF-8" in (folder.rejected / "garbage.json.error.txt").read_text()
-    assert [p.name for p in folder.pending()] == ["broken.json"]  # looked at again next tick
+    # The approved file stays in the inbox until its run exists; the half-written one is looked at again.
+    assert not list(folder.archive.glob("*.json"))
+    assert sorted(p.name for p in folder.pending()) == sorted(["broken.json", good_file.name])
 
+    # The daemon died before launching the run: the next tick asks for it again, under the same key.
     make_old(folder.inbox / "broken.json")
     second = tick(defs, instance, cursor=first.cursor)
-    assert not second.run_requests and "rejected broken.json: missing field 'decision_date'" in second.skip_message
+    assert [r.run_key for r in second.run_requests] == [good.decision_id]
     assert "missing field 'decision_date'" in (folder.rejected / "broken.json.error.txt").read_text()
-    assert tick(defs, instance, cursor=second.cursor).skip_message == "no decision files in the inbox"  # exactly once
 
     # The request, launched through the real job as the daemon would (fewer boosting rounds).
     run = defs.resolve_job_def("retrain").execute_in_process(
@@ -88,6 +86,16 @@ def test_decision_files_become_retrain_runs_once_within_the_policy(tmp_path, ins
     )
     assert run.success
     assert instance.get_run_by_id(run.run_id).tags["retrain_platform/decision_id"] == good.decision_id
+
+    # Its run exists now: the file is archived with the outcome, and taken exactly once.
+    third = tick(defs, instance, cursor=second.cursor)
+    assert not third.run_requests and "its run was launched" in third.skip_message
+    [archived] = folder.archive.glob("*.json")
+    record = json.loads(archived.read_text())
+    assert archived.name.endswith(".retrain.json") and record["retrain"] and record["reason"].endswith("; retraining")
+    assert record["outcome"]["run_key"] == good.decision_id and record["outcome"]["asked"]["retrain"]
+    assert tick(defs, instance, cursor=third.cursor).skip_message == "no decision files in the inbox"
+    second = third  # the cursor the rest of this test goes on from
 
     # A copy of a decision already acted on claims nothing, even with the sensor's memory lost.
     shutil.copy(archived, folder.inbox / "again.json")
@@ -105,10 +113,15 @@ def test_decision_files_become_retrain_runs_once_within_the_policy(tmp_path, ins
     )
     forced = manual("analyst: the fare change", force=True)
     folder.drop(forced)
-    [go] = tick(defs, instance, cursor=cooled.cursor).run_requests
+    going = tick(defs, instance, cursor=cooled.cursor)
+    [go] = going.run_requests
     assert go.run_key == forced.decision_id and "forced past the cooldown" in go.tags["retrain_platform/reason"]
+    # As the daemon does with a request: the run goes into the instance (queued, never executed here).
+    instance.create_run_for_job(defs.resolve_job_def("retrain"), run_config=go.run_config, tags=go.tags)
     folder.drop(manual("wrong platform", dataset="breast_cancer", force=True))
-    assert "this platform retrains 'flights'" in tick(defs, instance).skip_message
+    last = tick(defs, instance, cursor=going.cursor)
+    assert not last.run_requests and "this platform retrains 'flights'" in last.skip_message
+    assert "its run was launched" in last.skip_message and not folder.pending()
 
     # The daily monitoring schedule now has a model to watch.
     daily = defs.resolve_schedule_def("daily_monitoring")
@@ -151,13 +164,15 @@ def test_weekly_limit_counts_retrain_runs_in_the_instance_on_the_platform_clock(
 
     clock.set_simulated(simulated, datetime(2013, 5, 2, 13, tzinfo=UTC))  # the oldest one has left the week
     folder.drop(manual("analyst: still forced", force=True))
-    [request] = tick(defs, instance, cursor=refused.cursor).run_requests
+    still = tick(defs, instance, cursor=refused.cursor)
+    [request] = still.run_requests
     assert request.tags["retrain_platform/decision_date"] == "2013-05-02T13:00:00+00:00"
+    instance.create_run_for_job(retrain, tags=request.tags)  # as the daemon does with the request
     # Two files in one tick: the first one's retrain counts for the second.
     folder.drop(manual("one", decision_date=datetime(2013, 5, 9, 1, tzinfo=UTC)))
     folder.drop(manual("two", decision_date=datetime(2013, 5, 9, 2, tzinfo=UTC)))
     clock.set_simulated(simulated, datetime(2013, 5, 9, 3, tzinfo=UTC))
-    both = tick(defs, instance)
+    both = tick(defs, instance, cursor=still.cursor)
     assert [r.tags["retrain_platform/reason"] for r in both.run_requests] == ["one; retraining"]
     assert folder.taken()[-1]["reason"] == "two; not retraining: cooldown, the last retrain was 0.0 h ago (< 24 h)"
 

@@ -1,12 +1,15 @@
 """The decision-file sensor: takes each file in the decisions inbox exactly once.
 
-Exactly once rests on three things. A file taken leaves the inbox (to archive/ or rejected/), so the
+Exactly once rests on four things. A file taken leaves the inbox (to archive/ or rejected/), so the
 inbox itself is the work still to do: a file dropped with an old modification time (`mv`, `cp -p`,
-rsync) is still seen, which a cursor of the last (mtime, name) alone would skip forever. The cursor
-keeps the ids of recent decisions taken, and the instance knows every run launched for a decision
-(tag `retrain_platform/decision_id`), so a copy of a decision already taken is archived as a
-duplicate instead of claiming a retrain. And the run key is the decision id, which Dagster never
-launches twice for this sensor.
+rsync) is still seen, which a cursor of the last (mtime, name) alone would skip forever. A file
+that asks for a run leaves the inbox only once the instance holds that run: the tick that approves
+it requests the run and remembers the decision in its cursor, and a later tick archives the file
+when the run exists, or requests it again if the daemon died before launching it. The cursor keeps
+the ids of recent decisions taken, and the instance knows every run launched for a decision (tag
+`retrain_platform/decision_id`), so a copy of a decision already taken is archived as a duplicate
+instead of claiming a retrain. And the run key is the decision id, which Dagster never launches
+twice for this sensor.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ SENSOR_NAME = "decision_file_sensor"
 MAX_FILES_PER_TICK = 100  # a tick stays short (sensor evaluations have a deadline); the rest waits a tick
 SETTLE_SECONDS = 5.0  # an invalid file younger than this may still be being written: looked at again
 TAKEN_IN_CURSOR = 500  # decision ids remembered in the cursor (the instance remembers launched ones forever)
+LAUNCHING_IN_CURSOR = 500  # approved decisions whose run the instance did not show yet
 
 
 def retrain_request(decision: RetrainingDecision, taken_at: datetime, run_config: dict) -> dg.RunRequest:
@@ -87,8 +91,12 @@ def build_decision_sensor(
             return dg.SkipReason("no decision files in the inbox")
         state = _cursor(context.cursor)
         taken: list[str] = state["taken"]
+        launching: dict[str, dict] = state["launching"]
         now = clock.now()
         recent = recent_retrains(context.instance)
+        # Approved but not launched yet (the daemon stopped in between): they count for the policy too.
+        recent += [datetime.fromisoformat(waiting["outcome"]["taken_at"]) for decision_id, waiting in launching.items()
+                   if not _launched_before(context.instance, decision_id)]  # fmt: skip
         requests: list[dg.RunRequest] = []
         notes: list[str] = []
 
@@ -100,6 +108,9 @@ def build_decision_sensor(
                     return f"{path.name}: not a valid decision yet ({err}); looking again next tick"
                 decisions.reject(path, err)
                 return f"rejected {path.name}: {err}"
+            waiting = launching.get(wish.decision_id)
+            if waiting is not None:
+                return follow_up(path, RetrainingDecision.from_json(waiting["decision"]), waiting["outcome"])
             status = None
             if wish.decision_id in taken or _launched_before(context.instance, wish.decision_id):
                 status = "duplicate"
@@ -118,13 +129,26 @@ def build_decision_sensor(
                 "run_key": request.run_key if request else None,
                 "asked": {"retrain": wish.retrain, "reason": wish.reason},
             }
-            archived = decisions.archive_as(path, decision, outcome)
-            taken.append(decision.decision_id)
             state["last"] = {"file": path.name, "taken_at": now.isoformat()}
             if request:
                 requests.append(request)
                 recent.append(now)  # the next file of this tick sees this retrain
+                launching[decision.decision_id] = {"decision": decision.to_json(), "outcome": outcome}
+                return f"{path.name}: {decision.reason}; run requested, the file is archived once it is launched"
+            archived = decisions.archive_as(path, decision, outcome)
+            taken.append(decision.decision_id)
             return f"{path.name} -> {archived.parent.name}/{archived.name}: {decision.reason}"
+
+        def follow_up(path: Path, decision: RetrainingDecision, outcome: dict) -> str:
+            """An approved decision from an earlier tick: archived if its run exists, asked for
+            again (same run key, so never twice) if the daemon stopped before launching it."""
+            if _launched_before(context.instance, decision.decision_id):
+                archived = decisions.archive_as(path, decision, outcome)
+                del launching[decision.decision_id]
+                taken.append(decision.decision_id)
+                return f"{path.name} -> {archived.parent.name}/{archived.name}: its run was launched"
+            requests.append(retrain_request(decision, datetime.fromisoformat(outcome["taken_at"]), run_config))
+            return f"{path.name}: its run was not launched yet; asking again under the same run key"
 
         for path in files[:MAX_FILES_PER_TICK]:
             try:
@@ -137,6 +161,7 @@ def build_decision_sensor(
         for note in notes:
             context.log.info(note)
         state["taken"] = taken[-TAKEN_IN_CURSOR:]
+        state["launching"] = dict(list(launching.items())[-LAUNCHING_IN_CURSOR:])
         return dg.SensorResult(
             run_requests=requests,
             skip_reason=None if requests else "; ".join(notes)[:2000],
@@ -152,4 +177,9 @@ def _cursor(text: str | None) -> dict:
     except json.JSONDecodeError:
         state = {}
     state = state if isinstance(state, dict) else {}
-    return {"taken": [i for i in state.get("taken", []) if isinstance(i, str)], "last": state.get("last")}
+    launching = state.get("launching")
+    return {
+        "taken": [i for i in state.get("taken", []) if isinstance(i, str)],
+        "launching": launching if isinstance(launching, dict) else {},
+        "last": state.get("last"),
+    }
