@@ -31,6 +31,7 @@ import yaml
 
 from retrain_platform.datasets import get_spec
 from retrain_platform.registry import ModelRegistry
+from serving.retrain_launcher import LAUNCH_RUN  # the launchRun mutation the Materialize button sends
 
 from .serving_fixtures import json_rows
 from .test_dev_launcher import free_port
@@ -63,16 +64,6 @@ SECOND_RUN = {
 # Queued while the daemon is down, launched when it is back; default gates reject it (cooldown).
 THIRD_RUN = {"ops": {**SECOND_RUN["ops"], "evaluation_report": {"config": {}}}}
 
-LAUNCH = """
-mutation Launch($executionParams: ExecutionParams!) {
-  launchRun(executionParams: $executionParams) {
-    __typename
-    ... on LaunchRunSuccess { run { runId status } }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on PythonError { message stack }
-    ... on Error { message }
-  }
-}"""
 RUN = """query Run($runId: ID!) { runOrError(runId: $runId) {
   __typename ... on Run { runId status stats { ... on RunStatsSnapshot { stepsFailed } } } } }"""
 DAEMONS = """{ instance { daemonHealth { allDaemonStatuses {
@@ -174,7 +165,7 @@ class Topology:
         """What the Materialize button sends: launchRun of the job with its run config."""
         selector = {"repositoryLocationName": "retrain_platform", "repositoryName": "__repository__",
                     "jobName": "retrain"}  # fmt: skip
-        result = self.graphql(LAUNCH, {"executionParams": {"selector": selector, "runConfigData": run_config}})
+        result = self.graphql(LAUNCH_RUN, {"executionParams": {"selector": selector, "runConfigData": run_config}})
         launched = result["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         return launched["run"]["runId"]
