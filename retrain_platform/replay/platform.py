@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import httpx
-from dagster._core.scheduler.instigation import InstigatorType
+from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 
 from retrain_platform.cli import prepare_home
 
@@ -74,10 +74,12 @@ class RunningPlatform:
 
 
 def _last_tick(instance: dg.DagsterInstance, name: str) -> float:
+    """When the sensor's last finished tick began. A tick still running does not count: the runs
+    it asks for are created before it finishes, so until then nobody can see them."""
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
         if state.instigator_name == name:
-            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
-            return ticks[0].timestamp if ticks else 0.0
+            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=2)
+            return next((tick.timestamp for tick in ticks if tick.status != TickStatus.STARTED), 0.0)
     return 0.0
 
 
