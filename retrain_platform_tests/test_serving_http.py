@@ -224,9 +224,15 @@ def test_malformed_request_is_422_naming_the_field(client, models, case):
         assert errors[0]["loc"][0] == "body" and len(json.dumps(errors)) < 1_000  # the body is quoted, not echoed
 
 
-def test_nullable_fields_may_be_null_or_absent(client, models):
+def test_nullable_fields_may_be_null_or_absent(client, server, models):
     row = {k: v for k, v in models.rows[2].items() if k not in ("wind_gust", "pressure")} | {"temp": None}
-    assert client.post("/predict", json=row).status_code == 200
+    response = client.post("/predict", json=row)
+    assert response.status_code == 200
+    store = PredictionStore(server.settings.store_url)
+    logged = wait_for(lambda: store.get_prediction(response.json()["prediction_id"]), what="the prediction in the store")
+    store.close()
+    # Logged complete: an absent field is a null, so the log reads back with every spec column.
+    assert {logged["features"][name] for name in ("wind_gust", "pressure", "temp")} == {None}
 
 
 def test_batch_scores_every_row_with_its_own_id(client, models):
