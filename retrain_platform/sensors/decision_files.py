@@ -94,9 +94,11 @@ def build_decision_sensor(
         launching: dict[str, dict] = state["launching"]
         now = clock.now()
         recent = recent_retrains(context.instance)
-        # Approved but not launched yet (the daemon stopped in between): they count for the policy too.
+        # Approved on an earlier tick: does the instance hold their runs yet? Asked once per tick.
+        launched = {decision_id: _launched_before(context.instance, decision_id) for decision_id in launching}
+        # Approved but not launched (the daemon stopped in between): they count for the policy too.
         recent += [datetime.fromisoformat(waiting["outcome"]["taken_at"]) for decision_id, waiting in launching.items()
-                   if not _launched_before(context.instance, decision_id)]  # fmt: skip
+                   if not launched[decision_id]]  # fmt: skip
         requests: list[dg.RunRequest] = []
         notes: list[str] = []
 
@@ -142,7 +144,7 @@ def build_decision_sensor(
         def follow_up(path: Path, decision: RetrainingDecision, outcome: dict) -> str:
             """An approved decision from an earlier tick: archived if its run exists, asked for
             again (same run key, so never twice) if the daemon stopped before launching it."""
-            if _launched_before(context.instance, decision.decision_id):
+            if launched[decision.decision_id]:
                 archived = decisions.archive_as(path, decision, outcome)
                 del launching[decision.decision_id]
                 taken.append(decision.decision_id)
