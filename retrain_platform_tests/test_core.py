@@ -64,6 +64,12 @@ def test_row_count_and_window_coverage(flights):
     outcome = check_window_coverage(holed, FLIGHTS, window.start, window.end)
     assert not outcome.passed and "2013-01-01" in outcome.metadata["missing_days_sample"]
 
+    history, everything = select_window(flights, FLIGHTS, days=0, end="2013-03-15")  # 0: all the history
+    assert everything.label() == "2013-01-01..2013-03-15" and len(history) == (flights[FLIGHTS.timestamp] < "2013-03-16").sum()
+    assert check_window_coverage(history, FLIGHTS, everything.start, everything.end).passed
+    with pytest.raises(ValueError, match="or 0 for all the history"):
+        select_window(flights, FLIGHTS, days=-1)
+
 
 def test_window_survives_as_frame_attribute(flights):
     frame, window = select_window(flights, FLIGHTS, days=7)
@@ -130,7 +136,7 @@ def _gate(gates, name):
 def test_without_champion_the_floors_decide():
     gates = evaluate_gates(_evidence(), GateConfig(), auc_floor=0.62, recall_floor=0.35)
     assert all_passed(gates)
-    for name in ("f1_improvement", "brier_degradation", "cooldown", "label_coverage"):
+    for name in ("f1_improvement", "brier_degradation", "auc_degradation", "cooldown", "label_coverage"):
         assert _gate(gates, name).verdict == Verdict.NOT_APPLICABLE and _gate(gates, name).detail
     low = evaluate_gates(_evidence(challenger={"auc": 0.6, "f1": 0.5, "recall": 0.2, "brier": 0.2}), GateConfig(), 0.62, 0.35)
     assert failed(low) == ["auc_floor", "recall_floor"]
@@ -143,6 +149,10 @@ def test_comparative_gates():
     assert _gate(gates, "f1_improvement").value == pytest.approx(0.01 / 0.49)
     worse = evaluate_gates(_evidence(champion={**champion, "f1": 0.5}, days_since_promotion=30.0), GateConfig(), 0.62, 0.35)
     assert "f1_improvement" in failed(worse)
+    ranks_worse = evaluate_gates(_evidence(champion={**champion, "auc": 0.71, "brier": 0.17}, days_since_promotion=30.0),
+                                 GateConfig(), 0.62, 0.35)  # fmt: skip
+    assert failed(ranks_worse) == ["auc_degradation"]  # better F1, same Brier, AUC 0.70 < 0.71
+    assert _gate(ranks_worse, "auc_degradation").value == pytest.approx(0.01)
 
 
 def test_operational_gates():

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from retrain_platform.core.evaluation import evaluate_challenger
-from retrain_platform.core.gates import GateConfig, gates_as_dicts, gates_markdown
+from retrain_platform.core.gates import LABEL_COVERAGE_DAYS, GateConfig, gates_as_dicts, gates_markdown
 from retrain_platform.core.plots import markdown_image
 from retrain_platform.core.split import time_split
 from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
@@ -19,10 +19,11 @@ GATES_CHECK = "gates_passed"
 class GateSettings(dg.Config):
     min_f1_improvement: float = GateConfig.min_f1_improvement
     max_brier_degradation: float = GateConfig.max_brier_degradation
+    max_auc_degradation: float = GateConfig.max_auc_degradation
     min_holdout_rows: int = GateConfig.min_holdout_rows
     min_label_coverage: float = GateConfig.min_label_coverage
     cooldown_days: float = GateConfig.cooldown_days
-    label_coverage_days: float = 7.0  # label coverage is measured on predictions of these last days
+    label_coverage_days: float = LABEL_COVERAGE_DAYS  # label coverage is measured on predictions of these last days
     max_latency_ms: float = GateConfig.max_latency_ms
     auc_floor: float | None = None  # None: the dataset spec's floor
     recall_floor: float | None = None

@@ -12,7 +12,7 @@ from .metadata import column_schema
 
 
 class WindowConfig(dg.Config):
-    window_days: int = 365
+    window_days: int = 365  # 0: all the history the source has, up to window_end
     window_end: str = ""  # ISO date, inclusive; empty: the newest data the source has
 
 

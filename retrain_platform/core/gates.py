@@ -16,14 +16,19 @@ class Verdict(str, Enum):
     NOT_APPLICABLE = "n/a"
 
 
+LABEL_COVERAGE_DAYS = 7.0
+
+
 @dataclass(frozen=True)
 class GateConfig:
     """Defaults from the original design (MIN_F1_IMPROVEMENT_PCT=2.0, MAX_BRIER_DEGRADATION=0.01, ...)."""
 
     min_f1_improvement: float = 0.02
     max_brier_degradation: float = 0.01
+    # A better F1 at the threshold can come with a worse ranking; a promotion never lowers AUC.
+    max_auc_degradation: float = 0.0
     min_holdout_rows: int = 200
-    min_label_coverage: float = 0.30
+    min_label_coverage: float = 0.30  # of the predictions logged in the last LABEL_COVERAGE_DAYS
     cooldown_days: float = 7.0
     max_latency_ms: float = 2.0
     # None: take the dataset spec's floor.
@@ -88,6 +93,7 @@ def evaluate_gates(evidence: Evidence, config: GateConfig, auc_floor: float, rec
         gates += [
             _not_applicable("f1_improvement", f">= {config.min_f1_improvement:.0%}", why),
             _not_applicable("brier_degradation", f"<= {config.max_brier_degradation}", why),
+            _not_applicable("auc_degradation", f"<= {config.max_auc_degradation}", why),
             _not_applicable("cooldown", f">= {config.cooldown_days} days", why),
         ]
         return gates
@@ -97,6 +103,9 @@ def evaluate_gates(evidence: Evidence, config: GateConfig, auc_floor: float, rec
     degradation = c["brier"] - p["brier"]
     gates.append(_result("brier_degradation", degradation <= config.max_brier_degradation, degradation,
                          f"<= {config.max_brier_degradation}", f"challenger Brier {c['brier']:.4f} vs champion {p['brier']:.4f}"))
+    auc_drop = p["auc"] - c["auc"]
+    gates.append(_result("auc_degradation", auc_drop <= config.max_auc_degradation, auc_drop,
+                         f"<= {config.max_auc_degradation}", f"challenger AUC {c['auc']:.4f} vs champion {p['auc']:.4f}"))
     days = evidence.days_since_promotion
     if days is None:
         gates.append(_not_applicable("cooldown", f">= {config.cooldown_days} days", "champion has no promotion time"))

@@ -32,13 +32,14 @@ class Window:
 
 
 def select_window(frame: pd.DataFrame, spec: DatasetSpec, days: int, end: str = "") -> tuple[pd.DataFrame, Window]:
-    """The `days` days up to and including `end` (an ISO date; empty: the newest row in the frame)."""
+    """The `days` days up to and including `end` (an ISO date; empty: the newest row in the frame);
+    `days` 0: everything up to `end`, from the frame's first day."""
     if spec.timestamp is None:
         return frame, Window(None, None)
-    if days <= 0:
-        raise ValueError(f"window_days must be positive, got {days}")
+    if days < 0:
+        raise ValueError(f"window_days must be positive, or 0 for all the history, got {days}")
     times = pd.to_datetime(frame[spec.timestamp], errors="coerce")
     stop = (pd.Timestamp(end) if end else times.max()).normalize() + pd.Timedelta(days=1)
-    start = stop - pd.Timedelta(days=days)
+    start = times.min().normalize() if days == 0 else stop - pd.Timedelta(days=days)
     selected = frame[(times >= start) & (times < stop)]
     return selected, Window(start, stop - pd.Timedelta(microseconds=1))
