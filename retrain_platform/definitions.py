@@ -1,9 +1,12 @@
 """The one place that assembles Dagster: assets, checks, jobs, sensors, schedules and resources."""
 
+import json
+
 import dagster as dg
 
 from retrain_platform.assets.promotion import rollback_job
 from retrain_platform.core.decisions import RetrainPolicy
+from retrain_platform.core.gates import GateConfig
 from retrain_platform.jobs import (
     MONITORING_ASSETS,
     RETRAIN_ASSETS,
@@ -60,21 +63,23 @@ def resources(settings: Settings) -> dict:
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
+    policy = RetrainPolicy(settings.retrain_cooldown_hours, settings.max_retrains_per_week)
+    gates = json.loads(settings.retrain_gates or "{}")
     return dg.Definitions(
         assets=[*RETRAIN_ASSETS, *MONITORING_ASSETS],
         jobs=[retrain_job, monitor_job, rollback_job],
         sensors=[
             build_drift_sensor(settings.drift_sensor_seconds, settings.drift_min_new_predictions,
-                               settings.drift_window_rows, targets=MONITORING_ASSETS),
-            build_decision_sensor(settings.decisions_dir, settings.decision_sensor_seconds,
-                                  RetrainPolicy(settings.retrain_cooldown_hours, settings.max_retrains_per_week),
+                               settings.drift_window_rows, targets=MONITORING_ASSETS, policy=policy,
+                               repeat_after_hours=settings.drift_report_repeat_hours,
+                               min_label_coverage=gates.get("min_label_coverage", GateConfig.min_label_coverage)),
+            build_decision_sensor(settings.decisions_dir, settings.decision_sensor_seconds, policy,
                                   retrain_run_config(settings.retrain_window_days, settings.retrain_gates),
                                   dataset=settings.dataset),
             build_failure_sensor(settings.home_dir / "alerts.jsonl", settings.alert_webhook_url),
         ],
         schedules=build_schedules(retrain_run_config(settings.retrain_window_days, settings.retrain_gates),
-                                  RetrainPolicy(settings.retrain_cooldown_hours, settings.max_retrains_per_week),
-                                  settings.decisions_dir),
+                                  policy, settings.decisions_dir),
         resources=resources(settings),
         # Steps share one process: the multiprocess executor costs seconds per step here and the
         # stages are sequential anyway.

@@ -26,10 +26,11 @@ class Settings(BaseModel):
     drift_sensor_seconds: int = 60  # how often the drift sensor looks at served traffic
     drift_min_new_predictions: int = 500  # new predictions needed before the next drift check
     drift_window_rows: int = 5_000  # newest predictions of the production model that a check compares
+    drift_report_repeat_hours: float = 24.0  # persistent drift of one model version is reported this often
     decision_sensor_seconds: int = 30  # how often the decisions inbox is read
     retrain_cooldown_hours: float = 24.0  # at least this long between two retrains
     max_retrains_per_week: int = 3  # at most this many retrains in any 7 days
-    retrain_window_days: int = 60  # data window of retrains the platform launches by itself
+    retrain_window_days: int = 60  # data window of retrains the platform launches by itself (0: all history)
     retrain_gates: str = ""  # JSON of gate settings for those retrains, e.g. {"cooldown_days": 1}
     alert_webhook_url: str = ""  # failed runs are also POSTed here as JSON
     # Empty means "the embedded default under home"; set them to point at servers.

@@ -2,13 +2,14 @@
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 
+from retrain_platform import clock
 from retrain_platform.assets.monitoring import drift_report
 from retrain_platform.datasets import FLIGHTS
 from retrain_platform.definitions import build_definitions
@@ -44,7 +45,8 @@ def serve(settings, flights: pd.DataFrame, labelled: bool = False) -> None:
 def served_home(tmp_path_factory):
     """A production model trained on February, and a Dagster instance that ran it."""
     tmp_path = tmp_path_factory.mktemp("monitoring")
-    settings = make_settings(tmp_path, drift_min_new_predictions=300, drift_window_rows=2_000)
+    # No retrain cooldown: the fixture's own retrain would otherwise hold the sensor back for a day.
+    settings = make_settings(tmp_path, drift_min_new_predictions=300, drift_window_rows=2_000, retrain_cooldown_hours=0)
     with dg.instance_for_test() as instance:
         result = run_job(build_definitions(settings), instance, raw_data={"window_days": 28, "window_end": "2013-02-28"},
                          candidate_model={"max_rounds": 30}, evaluation_report={"auc_floor": 0.5, "recall_floor": 0.0})  # fmt: skip
@@ -54,7 +56,7 @@ def served_home(tmp_path_factory):
 
 def tick(defs, instance, cursor=None):
     sensor = defs.resolve_sensor_def("drift_sensor")
-    resources = {key: defs.resources[key] for key in ("dataset", "registry", "monitoring")}
+    resources = {key: defs.resources[key] for key in ("dataset", "registry", "monitoring", "source")}
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources, definitions=defs)
     return sensor.evaluate_tick(context)
 
@@ -90,6 +92,43 @@ def test_sensor_stays_quiet_on_familiar_traffic_and_fires_on_drift(served_home):
     assert list(history["level"]) == ["ok", "alert"] and history["event_time"].iloc[-1].month == 7
 
 
+def test_persistent_drift_is_reported_once_a_day(served_home, tmp_path, monkeypatch):
+    settings, instance = served_home
+    defs = build_definitions(settings)
+    serve(settings, flights_between("2013-07-01", "2013-07-15", 1_000, seed=4))
+    first = tick(defs, instance)  # no cursor: a fresh sensor reports what it sees
+    assert len(first.run_requests) == 1
+
+    serve(settings, flights_between("2013-07-15", "2013-07-30", 1_000, seed=5))
+    repeated = tick(defs, instance, cursor=first.cursor)
+    assert not repeated.run_requests and "already reported at" in repeated.skip_message
+    assert "next report from" in repeated.skip_message and "temp" in repeated.skip_message
+
+    serve(settings, flights_between("2013-07-15", "2013-07-30", 1_000, seed=6))
+    later = tmp_path / "clock.txt"  # the platform clock, a day later
+    clock.set_simulated(later, datetime.now(UTC) + timedelta(hours=settings.drift_report_repeat_hours + 1))
+    monkeypatch.setenv(clock.CLOCK_FILE_ENV, str(later))
+    [again] = tick(defs, instance, cursor=repeated.cursor).run_requests
+    assert again.tags["retrain_platform/trigger"] == "drift"
+
+
+def test_sensor_holds_back_while_a_retrain_would_be_refused(served_home):
+    settings, instance = served_home
+    serve(settings, flights_between("2013-08-01", "2013-08-15", 1_000, seed=7))
+    cooling = build_definitions(settings.model_copy(update={"retrain_cooldown_hours": 48.0}))
+    held = tick(cooling, instance)  # the fixture's retrain ran moments ago
+    assert not held.run_requests and "not retraining: cooldown" in held.skip_message
+    assert "temp" in held.skip_message  # what was found is still said
+
+    from_log = settings.model_copy(update={"train_on_prediction_log": True})  # none of the served rows has a label
+    waiting = tick(build_definitions(from_log), instance)
+    assert not waiting.run_requests and "waiting for labels: 0% of the last 7 days' predictions" in waiting.skip_message
+
+    log = MonitoringLog(settings.store_url)
+    assert list(log.history()["source"][-2:]) == ["drift_sensor", "drift_sensor"]  # both checks are on record
+    log.close()
+
+
 def test_drift_report_writes_evidently_html_and_warns(served_home):
     settings, instance = served_home
     result = dg.materialize([drift_report], instance=instance, resources=build_definitions(settings).resources,
@@ -106,7 +145,7 @@ def test_drift_report_writes_evidently_html_and_warns(served_home):
 
 
 def test_sensor_fires_on_realised_performance_below_floor(tmp_path):
-    settings = make_settings(tmp_path, drift_min_new_predictions=100)
+    settings = make_settings(tmp_path, drift_min_new_predictions=100, retrain_cooldown_hours=0)
     with dg.instance_for_test() as instance:
         defs = build_definitions(settings)
         assert run_job(defs, instance, raw_data={"window_days": 28, "window_end": "2013-02-28"},

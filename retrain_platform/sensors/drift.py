@@ -1,18 +1,32 @@
 """The drift sensor: watches served traffic and asks for a report and a decision when it drifts."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from retrain_platform import clock
+from retrain_platform.core.decisions import RetrainingDecision, RetrainPolicy, apply_policy
+from retrain_platform.core.gates import LABEL_COVERAGE_DAYS
 from retrain_platform.jobs import TRIGGER_TAG
 from retrain_platform.resources import (
     DatasetResource,
+    LabelledSource,
     MonitoringResource,
     RegistryResource,
 )
+from retrain_platform.retrain_history import recent_retrains
 
 
-def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, targets: list) -> dg.SensorDefinition:
+def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, targets: list, policy: RetrainPolicy,
+                       repeat_after_hours: float, min_label_coverage: float) -> dg.SensorDefinition:  # fmt: skip
+    """Every check is recorded in the monitoring log; a report and a decision are asked for only
+    when they can lead somewhere. Not while `policy` would refuse a retrain (cooldown, weekly
+    limit), not while fewer than `min_label_coverage` of the last days' predictions have labels
+    (when retrains learn from the log), and, while the same production version stays
+    flagged, at most every `repeat_after_hours` (platform clock): drift that persists is one
+    finding, not an alarm per tick. The skip reason says which of these held the sensor back."""
+
     @dg.sensor(
         name="drift_sensor",
         minimum_interval_seconds=interval_seconds,
@@ -24,6 +38,7 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
         dataset: DatasetResource,
         registry: RegistryResource,
         monitoring: MonitoringResource,
+        source: LabelledSource,
     ):
         """Compares the newest served traffic with the production model's reference (fast engine);
         past the thresholds, or when realised performance falls below the floor, it requests the
@@ -41,9 +56,10 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
                 return dg.SkipReason(f"{fresh} new predictions since the last check; checking every {min_new}")
             check = monitor.check(version, window_rows)
             realised = monitor.realised(version, window_rows)
-        cursor = json.dumps({"served": served, "version": version})
+        reported = cursor.get("reported", {}) if cursor.get("version") == version else {}
+        state = {"served": served, "version": version, "reported": reported}
         if check is None:
-            return dg.SensorResult(skip_reason=f"version {version} has served too few predictions", cursor=cursor)
+            return dg.SensorResult(skip_reason=f"version {version} has served too few predictions", cursor=json.dumps(state))
         monitoring.record(check.record("drift_sensor", spec))
         reasons, trigger = [], None
         if check.assessment.retrain:
@@ -52,7 +68,14 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
             trigger = trigger or "performance"
             reasons.append(f"realised AUC {realised['auc']:.3f} < floor {spec.auc_floor} on {int(realised['rows'])} labels")
         if trigger is None:
-            return dg.SensorResult(skip_reason=check.assessment.summary(), cursor=cursor)
+            return dg.SensorResult(skip_reason=check.assessment.summary(), cursor=json.dumps(state))
+        now = clock.now()
+        held_back = _held_back(context.instance, policy, now, reported, repeat_after_hours) or _labels_missing(
+            source, min_label_coverage
+        )
+        if held_back:
+            return dg.SensorResult(skip_reason=f"version {version}: {'; '.join(reasons)}; {held_back}", cursor=json.dumps(state))
+        state["reported"] = {"at": now.isoformat(), "trigger": trigger}
         context.log.info(f"version {version}: {'; '.join(reasons)}")
         return dg.SensorResult(
             run_requests=[
@@ -61,7 +84,30 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
                     tags={TRIGGER_TAG: trigger, "retrain_platform/reason": "; ".join(reasons)[:900]},
                 )
             ],
-            cursor=cursor,
+            cursor=json.dumps(state),
         )
 
     return drift_sensor
+
+
+def _labels_missing(source: LabelledSource, minimum: float) -> str | None:
+    """Why the labels cannot support a retrain yet, or None. Measured as the label_coverage gate
+    measures it, so that no retrain is launched only to be rejected by that gate."""
+    coverage = source.label_coverage(since=datetime.now(UTC) - timedelta(days=LABEL_COVERAGE_DAYS))
+    if coverage is None or coverage >= minimum:
+        return None
+    return f"waiting for labels: {coverage:.0%} of the last {LABEL_COVERAGE_DAYS:g} days' predictions are labelled (retrains need {minimum:.0%})"
+
+
+def _held_back(instance, policy: RetrainPolicy, now: datetime, reported: dict, repeat_after_hours: float) -> str | None:
+    """Why no report and decision are asked for now, or None: a retrain would be refused, or this
+    finding was reported a short while ago."""
+    wish = RetrainingDecision(decision_date=now, retrain=True, reason="drift sensor", trigger="drift")
+    verdict = apply_policy(wish, recent_retrains(instance), now, policy)
+    if not verdict.retrain:
+        return verdict.reason.removeprefix(wish.reason + "; ")
+    if reported:
+        again = datetime.fromisoformat(reported["at"]) + timedelta(hours=repeat_after_hours)
+        if now < again:
+            return f"already reported at {reported['at'][:16]}; next report from {again.isoformat()[:16]}"
+    return None
