@@ -114,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--end", default="2014-01-01", help="exclusive")
     replay.add_argument("--label-delay-hours", type=float, default=24.0)
     replay.add_argument("--window-days", type=int, default=60, help="data window of the retrains (0: all history)")
-    replay.add_argument("--cooldown-hours", type=float, default=24.0,
-                        help="between two retrains; persistent drift is reported again after it")
+    replay.add_argument("--cooldown-hours", type=float, default=24.0, help="between two retrains")
+    replay.add_argument("--min-new-label-share", type=float, default=0.25,
+                        help="new labels (share of the production model's rows) a drift retrain waits for")
     replay.add_argument("--sensor-seconds", type=int, default=5)
     replay.add_argument("--gates", default="", help='JSON gate settings for retrains, e.g. \'{"cooldown_days": 1}\'')
     replay.add_argument("--port", type=int, default=8765, help="serving's port during the replay")
@@ -131,6 +132,7 @@ def run_replay_command(args) -> int:
 
     config = ReplayConfig(start=args.start, end=args.end, label_delay_hours=args.label_delay_hours,
                           window_days=args.window_days, cooldown_hours=args.cooldown_hours,
+                          min_new_label_share=args.min_new_label_share,
                           sensor_seconds=args.sensor_seconds, gates=args.gates)  # fmt: skip
     started = time.monotonic()
     settings = run_replay(args.home, config, args.port,

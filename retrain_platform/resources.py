@@ -47,15 +47,21 @@ class LabelledSource(dg.ConfigurableResource):
             if store is not None:
                 store.close()
 
-    def label_coverage(self, since: datetime) -> float | None:
-        """Share of logged predictions since `since` that have a label; None without a log."""
+    def label_counts(self, since: datetime) -> tuple[int, int] | None:
+        """Predictions logged since `since`, and how many have a label; None when runs do not learn
+        from the log."""
         store = self._store()
         if store is None:
             return None
         try:
-            return store.label_coverage(since)
+            return store.label_counts(since)
         finally:
             store.close()
+
+    def label_coverage(self, since: datetime) -> float | None:
+        """Share of logged predictions since `since` that have a label; None without a log."""
+        counts = self.label_counts(since)
+        return counts[1] / counts[0] if counts and counts[0] else None
 
 
 class RegistryResource(dg.ConfigurableResource):

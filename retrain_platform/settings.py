@@ -30,6 +30,9 @@ class Settings(BaseModel):
     decision_sensor_seconds: int = 30  # how often the decisions inbox is read
     retrain_cooldown_hours: float = 24.0  # at least this long between two retrains
     max_retrains_per_week: int = 3  # at most this many retrains in any 7 days
+    # A drift or performance finding launches a retrain only once the labels logged since the
+    # production model was registered reach this share of the rows it learned from (0: at once).
+    retrain_min_new_label_share: float = 0.25
     retrain_window_days: int = 60  # data window of retrains the platform launches by itself (0: all history)
     retrain_gates: str = ""  # JSON of gate settings for those retrains, e.g. {"cooldown_days": 1}
     alert_webhook_url: str = ""  # failed runs are also POSTed here as JSON

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def test_short_replay_closes_the_loop(tmp_path):
-    config = ReplayConfig(start="2013-03-01", end="2013-03-04", sensor_seconds=2, min_new_predictions=300,
+    config = ReplayConfig(start="2013-03-01", end="2013-03-04", sensor_seconds=2, min_new_predictions=300, min_new_label_share=0,
                           gates=json.dumps({"cooldown_days": 0, "min_f1_improvement": -1.0, "max_auc_degradation": 1.0}))  # fmt: skip
     lines = []
     settings = run_replay(tmp_path / "home", config, free_port(), progress=lines.append)

@@ -126,6 +126,7 @@ def test_reading_helpers_for_monitoring(store_url):
         assert store.label_coverage(START) == pytest.approx(2 / 4)
         assert store.label_coverage(START - timedelta(days=7)) == pytest.approx(3 / 7)
         assert store.label_coverage(START + timedelta(days=1)) is None
+        assert store.label_counts(START - timedelta(days=7)) == (7, 3)
         assert store.predictions_since(START + timedelta(days=1)).empty
         assert store.count_predictions(since=START) == 4
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import lightgbm as lgb
@@ -42,6 +42,7 @@ class VersionInfo:
     run_id: str | None
     tags: dict[str, str]
     aliases: list[str]
+    created_at: datetime | None = None  # when the version was registered (wall clock, as the prediction log's)
 
     @property
     def threshold(self) -> float:
@@ -76,7 +77,8 @@ class ModelRegistry:
     # -- reading ------------------------------------------------------------------------------
     def version_info(self, version: str) -> VersionInfo:
         mv = self.client.get_model_version(self.model_name, str(version))
-        return VersionInfo(str(mv.version), mv.run_id, dict(mv.tags), list(mv.aliases))
+        created = datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC) if mv.creation_timestamp else None
+        return VersionInfo(str(mv.version), mv.run_id, dict(mv.tags), list(mv.aliases), created)
 
     def alias_version(self, alias: str) -> str | None:
         try:
@@ -102,6 +104,13 @@ class ModelRegistry:
     def run_metrics(self, version: str) -> dict[str, float]:
         info = self.version_info(version)
         return dict(self.client.get_run(info.run_id).data.metrics) if info.run_id else {}
+
+    def window_rows(self, version: str) -> int | None:
+        """How many labelled rows the version's window held (train, validation and holdout)."""
+        info = self.version_info(version)
+        params = self.client.get_run(info.run_id).data.params if info.run_id else {}
+        rows = [int(value) for name, value in params.items() if name.startswith("rows_")]
+        return sum(rows) if rows else None
 
     def days_since_promotion(self, version: str, now: datetime | None = None) -> float | None:
         promoted_at = self.version_info(version).tags.get("promoted_at")

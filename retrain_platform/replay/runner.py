@@ -31,7 +31,8 @@ class ReplayConfig:
     label_delay_hours: float = 24.0
     bootstrap_days: int = 59
     window_days: int = 60
-    cooldown_hours: float = 24.0  # between two retrains; also how often persistent drift is reported
+    cooldown_hours: float = 24.0  # between two retrains
+    min_new_label_share: float = 0.25  # new labels, as a share of the production model's rows, a retrain waits for
     batch_rows: int = 500
     sensor_seconds: int = 5
     min_new_predictions: int = 500
@@ -44,7 +45,8 @@ def replay_settings(home: Path, config: ReplayConfig, serving_port: int) -> Sett
         home=home, dataset=FLIGHTS.name, history_until=config.start, train_on_prediction_log=True,
         drift_sensor_seconds=config.sensor_seconds, decision_sensor_seconds=config.sensor_seconds,
         drift_min_new_predictions=config.min_new_predictions, retrain_window_days=config.window_days,
-        retrain_cooldown_hours=config.cooldown_hours, retrain_gates=config.gates, serving_url=f"http://127.0.0.1:{serving_port}",
+        retrain_cooldown_hours=config.cooldown_hours, retrain_min_new_label_share=config.min_new_label_share,
+        retrain_gates=config.gates, serving_url=f"http://127.0.0.1:{serving_port}",
     )  # fmt: skip
 
 

@@ -19,11 +19,14 @@ from retrain_platform.retrain_history import recent_retrains
 
 
 def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, targets: list, policy: RetrainPolicy,
-                       repeat_after_hours: float, min_label_coverage: float) -> dg.SensorDefinition:  # fmt: skip
+                       repeat_after_hours: float, min_label_coverage: float,
+                       min_new_label_share: float) -> dg.SensorDefinition:  # fmt: skip
     """Every check is recorded in the monitoring log; a report and a decision are asked for only
     when they can lead somewhere. Not while `policy` would refuse a retrain (cooldown, weekly
-    limit), not while fewer than `min_label_coverage` of the last days' predictions have labels
-    (when retrains learn from the log), and, while the same production version stays
+    limit), not while fewer than `min_label_coverage` of the last days' predictions have labels,
+    not until the labels logged since the production version was registered reach
+    `min_new_label_share` of the rows it learned from (both when retrains learn from the log: a
+    retrain with little new evidence makes the same model again), and, while the same production version stays
     flagged, at most every `repeat_after_hours` (platform clock): drift that persists is one
     finding, not an alarm per tick. The skip reason says which of these held the sensor back."""
 
@@ -70,8 +73,10 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
         if trigger is None:
             return dg.SensorResult(skip_reason=check.assessment.summary(), cursor=json.dumps(state))
         now = clock.now()
-        held_back = _held_back(context.instance, policy, now, reported, repeat_after_hours) or _labels_missing(
-            source, min_label_coverage
+        held_back = (
+            _held_back(context.instance, policy, now, reported, repeat_after_hours)
+            or _labels_missing(source, min_label_coverage)
+            or _too_little_new_evidence(source, reg, version, min_new_label_share)
         )
         if held_back:
             return dg.SensorResult(skip_reason=f"version {version}: {'; '.join(reasons)}; {held_back}", cursor=json.dumps(state))
@@ -111,3 +116,14 @@ def _held_back(instance, policy: RetrainPolicy, now: datetime, reported: dict, r
         if now < again:
             return f"already reported at {reported['at'][:16]}; next report from {again.isoformat()[:16]}"
     return None
+
+
+def _too_little_new_evidence(source: LabelledSource, registry, version: str, share: float) -> str | None:
+    """Why a retrain would learn too little that the production version did not, or None."""
+    info = registry.version_info(version)
+    counts = source.label_counts(since=info.created_at) if share > 0 and info.created_at else None
+    trained_on = registry.window_rows(version) if counts else None
+    if not trained_on or counts[1] >= share * trained_on:
+        return None
+    return (f"waiting for new evidence: {counts[1]:,} predictions labelled since version {version} was trained; "
+            f"a retrain needs {share * trained_on:,.0f} ({share:.0%} of the {trained_on:,} rows it learned from)")  # fmt: skip

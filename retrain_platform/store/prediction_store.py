@@ -273,8 +273,8 @@ class PredictionStore:
             query = query.where(predictions.c.created_at < until)
         return self._frame(query.order_by(predictions.c.created_at), [*PREDICTION_COLUMNS, "label", "labelled_at"])
 
-    def label_coverage(self, since: datetime, until: datetime | None = None) -> float | None:
-        """Share of the predictions created in [since, until) that have a label; None if there are none."""
+    def label_counts(self, since: datetime, until: datetime | None = None) -> tuple[int, int]:
+        """How many predictions were created in [since, until), and how many of them have a label."""
         window = predictions.c.created_at >= since
         if until is not None:
             window = window & (predictions.c.created_at < until)
@@ -283,6 +283,11 @@ class PredictionStore:
         ).where(window)  # fmt: skip
         with self.engine.connect() as conn:
             total, labelled = conn.execute(query).one()
+        return total, labelled
+
+    def label_coverage(self, since: datetime, until: datetime | None = None) -> float | None:
+        """Share of the predictions created in [since, until) that have a label; None if there are none."""
+        total, labelled = self.label_counts(since, until)
         return labelled / total if total else None
 
     def _frame(self, query, columns: list[str]) -> pd.DataFrame:
