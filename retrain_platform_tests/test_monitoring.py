@@ -124,8 +124,17 @@ def test_sensor_holds_back_while_a_retrain_would_be_refused(served_home):
     waiting = tick(build_definitions(from_log), instance)
     assert not waiting.run_requests and "waiting for labels: 0% of the last 7 days' predictions" in waiting.skip_message
 
+    serve(settings, flights_between("2013-08-15", "2013-08-31", 1_000, seed=8), labelled=True)
+    any_coverage = from_log.model_copy(update={"retrain_gates": '{"min_label_coverage": 0}'})
+    little_new = tick(build_definitions(any_coverage), instance)
+    assert not little_new.run_requests
+    rows = ModelRegistry(settings.tracking_uri, FLIGHTS.model_name).window_rows("1")
+    assert f"waiting for new evidence: 1,000 predictions labelled since version 1 was trained; a retrain needs {0.25 * rows:,.0f}" in little_new.skip_message
+    enough = any_coverage.model_copy(update={"retrain_min_new_label_share": 1_000 / rows})
+    assert len(tick(build_definitions(enough), instance).run_requests) == 1
+
     log = MonitoringLog(settings.store_url)
-    assert list(log.history()["source"][-2:]) == ["drift_sensor", "drift_sensor"]  # both checks are on record
+    assert list(log.history()["source"][-4:]) == ["drift_sensor"] * 4  # every check is on record
     log.close()
 
 
