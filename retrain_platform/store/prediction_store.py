@@ -7,12 +7,14 @@ caller wants to know whether its prediction id exists. Monitoring reads the log 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 
+import orjson
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
@@ -71,6 +73,16 @@ labels = sa.Table(
 PREDICTION_COLUMNS = [c.name for c in predictions.columns if c.name != "features"]
 # SQLite takes at most 32,766 bound values per statement (3.32 and later).
 SQLITE_ROWS_PER_STATEMENT = 32_766 // len(predictions.columns)
+# Columns whose values repeat across a request's rows (one time, one version): converted once each.
+REPEATING = {"created_at", "model_version", "shadow_version"}
+# Rows converted between two pauses of the writer thread, so a request waits for the interpreter
+# at most this long (~0.5 ms) rather than a whole switch interval (5 ms).
+ROWS_PER_SLICE = 100
+
+
+def _json(value) -> str:
+    """Features as JSON, several times faster than the standard library on a flat dict."""
+    return orjson.dumps(value).decode()
 
 
 class UnknownPrediction(LookupError):
@@ -98,7 +110,7 @@ def create_store_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, json_serializer=_json)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record):
@@ -113,7 +125,7 @@ def create_store_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True, json_serializer=_json)
 
 
 class PredictionStore:
@@ -180,10 +192,10 @@ class PredictionStore:
         This thread shares the interpreter with the requests: a driver's executemany gives up and
         takes back the GIL for every row, and each take-back can wait for the request thread's
         switch interval. One statement per few hundred rows costs the request path almost nothing."""
-        values = [
-            tuple(row.get(name) if process is None else process(row.get(name)) for name, process in self._binds)
-            for row in rows
-        ]  # fmt: skip
+        values = []
+        for start in range(0, len(rows), ROWS_PER_SLICE):
+            values += self._bind_values(rows[start : start + ROWS_PER_SLICE])
+            time.sleep(0)  # hands the interpreter to a waiting request
         if self.engine.dialect.name == "postgresql":
             from psycopg2.extras import execute_values  # the driver this store installs for PostgreSQL
 
@@ -198,6 +210,19 @@ class PredictionStore:
                 cursor.execute(self._insert_sql % ", ".join([placeholders] * len(chunk)), list(chain(*chunk)))
         finally:
             cursor.close()
+
+    def _bind_values(self, rows: list[dict]) -> list[tuple]:
+        """The rows as the driver takes them, converted column by column."""
+        columns = []
+        for name, process in self._binds:
+            values = [row.get(name) for row in rows]
+            if process is not None and name in REPEATING:
+                converted = {value: process(value) for value in set(values)}
+                values = [converted[value] for value in values]
+            elif process is not None:
+                values = list(map(process, values))
+            columns.append(values)
+        return list(zip(*columns, strict=True))
 
     def _insert_one_by_one(self, rows: list[dict]) -> None:
         for row in rows:
