@@ -3,11 +3,12 @@ model, with the same load generator and concurrency, measured in one run.
 
 One LightGBM model is trained on the flights window (default 365 days, default parameters),
 registered in a temporary MLflow store and given the `production` alias. Then, each server in its
-own subprocess on 127.0.0.1, one uvicorn worker each, uvicorn's access log off for both:
+own subprocess on 127.0.0.1, the same number of uvicorn workers each (`--workers`, default 1),
+uvicorn's access log off for both:
 
-- mlflow: `mlflow models serve --env-manager local --workers 1`, `POST /invocations` with the
+- mlflow: `mlflow models serve --env-manager local --workers N`, `POST /invocations` with the
   flight encoded as the logged native model takes it (`Predictor.encoded`), as `dataframe_split`;
-- ours: `uvicorn serving.app:app --workers 1`, `POST /predict` with the same flight as raw JSON,
+- ours: `uvicorn serving.app:app --workers N`, `POST /predict` with the same flight as raw JSON,
   prediction logging on (SQLite store), then again with `RETRAIN_PREDICTION_LOGGING=false`;
 - ours: `POST /predict/batch` with 1,000 rows, one request at a time (latency), logging on and off.
 
@@ -20,7 +21,7 @@ duration, and is repeated for a few rounds (medians reported).
 Targets: ours >= 10x mlflow's throughput; one row p50 <= 1.5 ms, p99 <= 5 ms; logging costs
 <= 15 % of throughput; a batch of 1,000 rows p50 <= 20 ms.
 
-    .venv/bin/python benchmarks/serving.py [--seconds 10] [--warmup 3] [--concurrency 4] [--rounds 2]
+    .venv/bin/python benchmarks/serving.py [--seconds 10] [--warmup 3] [--concurrency 4] [--rounds 2] [--workers 1]
 """
 
 import argparse
@@ -149,9 +150,9 @@ def server(name: str, command: list[str], env: dict, ready_url: str, log_dir: Pa
         log.close()
 
 
-def ours(tracking_uri: str, folder: Path, logging: bool) -> tuple[list[str], dict, str]:
+def ours(tracking_uri: str, folder: Path, logging: bool, workers: int) -> tuple[list[str], dict, str]:
     port = free_port()
-    command = [str(BIN / "uvicorn"), "serving.app:app", "--host", HOST, "--port", str(port), "--workers", "1"]
+    command = [str(BIN / "uvicorn"), "serving.app:app", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     env = {
         "RETRAIN_HOME": str(folder / "home"),
         "RETRAIN_MLFLOW_TRACKING_URI": tracking_uri,
@@ -162,10 +163,10 @@ def ours(tracking_uri: str, folder: Path, logging: bool) -> tuple[list[str], dic
     return command, env, f"http://{HOST}:{port}/health"
 
 
-def mlflow_serve(tracking_uri: str, model_name: str) -> tuple[list[str], dict, str]:
+def mlflow_serve(tracking_uri: str, model_name: str, workers: int) -> tuple[list[str], dict, str]:
     port = free_port()
     command = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{model_name}@production",
-               "--env-manager", "local", "--host", HOST, "--port", str(port), "--workers", "1"]  # fmt: skip
+               "--env-manager", "local", "--host", HOST, "--port", str(port), "--workers", str(workers)]  # fmt: skip
     return command, {"MLFLOW_TRACKING_URI": tracking_uri}, f"http://{HOST}:{port}/ping"
 
 
@@ -247,6 +248,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2, help="every measurement this many times, interleaved")
     parser.add_argument("--window-days", type=int, default=365)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of each server")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     args = parser.parse_args()
 
@@ -259,13 +261,13 @@ def main() -> None:
         one_ours, one_mlflow, batch, expected = request_bodies(spec, predictor, holdout)
         c, secs, warm = args.concurrency, args.seconds, args.warmup
         print(f"model: {predictor.booster.num_trees()} trees; client: {client.name}, {c} connections, "
-              f"{secs:g} s per measurement after {warm:g} s warm-up; one uvicorn worker per server; "
+              f"{secs:g} s per measurement after {warm:g} s warm-up; {args.workers} uvicorn worker(s) per server; "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
 
         targets = {
-            "mlflow": (mlflow_serve(tracking_uri, spec.model_name), "/invocations", one_mlflow, "predictions"),
-            "on": (ours(tracking_uri, folder, logging=True), "/predict", one_ours, "probability"),
-            "off": (ours(tracking_uri, folder, logging=False), "/predict", one_ours, "probability"),
+            "mlflow": (mlflow_serve(tracking_uri, spec.model_name, args.workers), "/invocations", one_mlflow, "predictions"),
+            "on": (ours(tracking_uri, folder, True, args.workers), "/predict", one_ours, "probability"),
+            "off": (ours(tracking_uri, folder, False, args.workers), "/predict", one_ours, "probability"),
         }
         runs: dict[str, list[dict]] = {"mlflow": [], "on": [], "off": [], "batch": [], "batch_off": []}
         with contextlib.ExitStack() as stack:

@@ -63,7 +63,8 @@ def commands(settings: Settings) -> dict[str, list[str]]:
         "mlflow": [_bin("mlflow"), "server", "--backend-store-uri", settings.tracking_uri,
                    "--default-artifact-root", settings.artifact_root, "--host", mlflow_host, "--port", mlflow_port,
                    "--workers", "1"],
-        "serving": [_bin("uvicorn"), "serving.app:app", "--host", serving_host, "--port", serving_port],
+        "serving": [_bin("uvicorn"), "serving.app:app", "--host", serving_host, "--port", serving_port,
+                    "--workers", str(settings.serving_workers)],
     }  # fmt: skip
 
 

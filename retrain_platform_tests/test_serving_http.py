@@ -378,8 +378,10 @@ def test_concurrent_predictions_all_reach_the_store_after_a_graceful_stop(reques
         reader.close()
 
 
-def test_uvicorn_process_configured_by_env_flushes_on_sigterm(tmp_path, mlflow_server, models):
-    """`uvicorn serving.app:app` as deployed: settings from RETRAIN_* only, SIGTERM as the stop.
+@pytest.mark.parametrize("workers", [1, 2])
+def test_uvicorn_process_configured_by_env_flushes_on_sigterm(tmp_path, mlflow_server, models, workers):
+    """`uvicorn serving.app:app` as deployed: settings from RETRAIN_* only, SIGTERM as the stop,
+    one worker or several (which race to create the store's tables in a fresh database).
     A `dagster` package that refuses to import shadows the real one: serving must never need it."""
     store_url = f"sqlite:///{tmp_path / 'process.db'}"
     port = free_port()
@@ -392,7 +394,8 @@ def test_uvicorn_process_configured_by_env_flushes_on_sigterm(tmp_path, mlflow_s
         "RETRAIN_PREDICTION_STORE_URL": store_url, "RETRAIN_SERVING_POLL_SECONDS": "30",
         "RETRAIN_STORE_FLUSH_SECONDS": "60", "RETRAIN_STORE_BATCH_SIZE": "100000",
     }  # fmt: skip
-    command = [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers)]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
@@ -413,7 +416,7 @@ def test_uvicorn_process_configured_by_env_flushes_on_sigterm(tmp_path, mlflow_s
             process.kill()
     # Uvicorn re-raises the signal once its graceful shutdown is complete.
     assert process.returncode in (0, -signal.SIGTERM), output[-3000:]
-    assert "Application shutdown complete" in output
+    assert output.count("Application shutdown complete") == workers
     reader = PredictionStore(store_url)
     assert set(reader.predictions_since(datetime.now(UTC) - timedelta(hours=1))["prediction_id"]) == set(ids)
     reader.close()

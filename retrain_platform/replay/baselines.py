@@ -41,6 +41,38 @@ def oracle_scores(history: pd.DataFrame, spec: DatasetSpec, since: str, lookback
     return pd.concat(scores)
 
 
+def scheduled_scores(history: pd.DataFrame, spec: DatasetSpec, since: str, retrains: list[pd.Timestamp],
+                     label_delay: pd.Timedelta, params: TrainParams) -> pd.Series:  # fmt: skip
+    """Everything from `since` scored as a platform that retrains on all the history it has labels
+    for would score it: the model trained before `since` until the first retrain, and so on."""
+    times = pd.to_datetime(history[spec.timestamp])
+    starts = [pd.Timestamp(since), *retrains]
+    scores = []
+    for first, (start, end) in enumerate(zip(starts, [*retrains, times.max() + pd.Timedelta(days=1)], strict=True)):
+        known = times < (start if first == 0 else start - label_delay)
+        test = history[(times >= start) & (times < end)]
+        scores.append(pd.Series(_fit_and_score(history[known], test, spec, params), index=test.index))
+    return pd.concat(scores)
+
+
+def new_label_retrains(history: pd.DataFrame, spec: DatasetSpec, since: str, share: float,
+                       label_delay: pd.Timedelta) -> list[pd.Timestamp]:  # fmt: skip
+    """The days a platform retrains on all its history, checking once a day whether the labels that
+    came in since its model was trained reach `share` of the rows that model learned from."""
+    days = pd.to_datetime(history[spec.timestamp]).dt.normalize()
+    per_day = days.value_counts().sort_index()
+    known_until = pd.Timestamp(since)  # labels of the days before this are what the model learned from
+    trained_on = int(per_day[per_day.index < known_until].sum())
+    retrains = []
+    for day in pd.date_range(pd.Timestamp(since) + pd.Timedelta(days=1), days.max()):
+        labelled_until = day - label_delay
+        new = int(per_day[(per_day.index >= known_until) & (per_day.index < labelled_until)].sum())
+        if new >= share * trained_on:
+            retrains.append(day)
+            known_until, trained_on = labelled_until, int(per_day[per_day.index < labelled_until].sum())
+    return retrains
+
+
 def monthly_auc(history: pd.DataFrame, spec: DatasetSpec, scores: pd.Series) -> pd.Series:
     """AUC per month of the rows that have a score."""
     rows = history.loc[scores.index]

@@ -140,7 +140,11 @@ class PredictionStore:
         """`prepare` runs on each batch in the writer thread before it is stored (shadow scoring)."""
         self.url = url
         self.engine = create_store_engine(url)
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.DBAPIError:
+            # Serving workers start together and race to create the tables; the loser finds them.
+            metadata.create_all(self.engine)
         dialect = self.engine.dialect
         self._columns = [column.name for column in predictions.columns]
         self._binds = [(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in predictions.columns]
