@@ -64,6 +64,9 @@ def evaluation_report(
         "evaluation": "passed" if evaluation.passed else "rejected",
         "failed_gates": ",".join(evaluation.failed_gates),
         "champion_at_evaluation": champion_version or "",
+        # Both on the challenger's holdout: whether a promotion ever lowered AUC can be read back.
+        "holdout_auc": f"{evaluation.challenger_metrics['auc']:.6f}",
+        "champion_holdout_auc": f"{evaluation.champion_metrics['auc']:.6f}" if evaluation.champion_metrics else "",
     })  # fmt: skip
     reg.log_file(candidate_model["mlflow_run_id"], evaluation.roc_png, "evaluation/roc.png")
     challenger_version = candidate_model["version"]
