@@ -31,7 +31,8 @@ class Settings(BaseModel):
     retrain_cooldown_hours: float = 24.0  # at least this long between two retrains
     max_retrains_per_week: int = 3  # at most this many retrains in any 7 days
     # A drift or performance finding launches a retrain only once the labels logged since the
-    # production model was registered reach this share of the rows it learned from (0: at once).
+    # newest model (production, or a rejected candidate) was registered reach this share of the
+    # rows it learned from (0: at once).
     retrain_min_new_label_share: float = 0.25
     retrain_window_days: int = 60  # data window of retrains the platform launches by itself (0: all history)
     retrain_gates: str = ""  # JSON of gate settings for those retrains, e.g. {"cooldown_days": 1}

@@ -88,6 +88,11 @@ class ModelRegistry:
                 return None
             raise
 
+    def newest_version(self) -> str | None:
+        """The version registered last, promoted or not."""
+        versions = self.client.search_model_versions(f"name='{self.model_name}'")
+        return str(max(int(v.version) for v in versions)) if versions else None
+
     def production_version(self) -> str | None:
         return self.alias_version(PRODUCTION)
 

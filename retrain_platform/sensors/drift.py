@@ -24,9 +24,10 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
     """Every check is recorded in the monitoring log; a report and a decision are asked for only
     when they can lead somewhere. Not while `policy` would refuse a retrain (cooldown, weekly
     limit), not while fewer than `min_label_coverage` of the last days' predictions have labels,
-    not until the labels logged since the production version was registered reach
-    `min_new_label_share` of the rows it learned from (both when retrains learn from the log: a
-    retrain with little new evidence makes the same model again), and, while the same production version stays
+    not until the labels logged since the newest model was registered (the production one, or a
+    candidate the gates rejected since) reach `min_new_label_share` of the rows it learned from
+    (both when retrains learn from the log: a retrain with little new evidence makes the same
+    model again, and a rejected one would be rejected again), and, while the same production version stays
     flagged, at most every `repeat_after_hours` (platform clock): drift that persists is one
     finding, not an alarm per tick. The skip reason says which of these held the sensor back."""
 
@@ -76,7 +77,7 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
         held_back = (
             _held_back(context.instance, policy, now, reported, repeat_after_hours)
             or _labels_missing(source, min_label_coverage)
-            or _too_little_new_evidence(source, reg, version, min_new_label_share)
+            or _too_little_new_evidence(source, reg, min_new_label_share)
         )
         if held_back:
             return dg.SensorResult(skip_reason=f"version {version}: {'; '.join(reasons)}; {held_back}", cursor=json.dumps(state))
@@ -118,8 +119,9 @@ def _held_back(instance, policy: RetrainPolicy, now: datetime, reported: dict, r
     return None
 
 
-def _too_little_new_evidence(source: LabelledSource, registry, version: str, share: float) -> str | None:
-    """Why a retrain would learn too little that the production version did not, or None."""
+def _too_little_new_evidence(source: LabelledSource, registry, share: float) -> str | None:
+    """Why a retrain would learn too little that the newest model did not, or None."""
+    version = registry.newest_version()
     info = registry.version_info(version)
     counts = source.label_counts(since=info.created_at) if share > 0 and info.created_at else None
     trained_on = registry.window_rows(version) if counts else None
