@@ -114,21 +114,26 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--start", default="2013-03-01")
     replay.add_argument("--end", default="2014-01-01", help="exclusive")
     replay.add_argument("--label-delay-hours", type=float, default=24.0)
-    replay.add_argument("--window-days", type=int, default=60, help="data window of the retrains (0: all history)")
+    replay.add_argument("--window-days", type=int, default=0, help="data window of the retrains (0: all history)")
     replay.add_argument("--cooldown-hours", type=float, default=24.0, help="between two retrains")
     replay.add_argument("--min-new-label-share", type=float, default=0.25,
-                        help="new labels (share of the production model's rows) a drift retrain waits for")
+                        help="new labels (share of the newest model's rows) a drift retrain waits for")
     replay.add_argument("--sensor-seconds", type=int, default=5)
     replay.add_argument("--gates", default="", help='JSON gate settings for retrains, e.g. \'{"cooldown_days": 1}\'')
     replay.add_argument("--port", type=int, default=8765, help="serving's port during the replay")
+    report = sub.add_parser("replay-report", help="the month-by-month table, targets and plot of a finished replay")
+    report.add_argument("--home", type=Path, required=True, help="the replay's folder")
+    report.add_argument("--start", default="2013-03-01")
+    report.add_argument("--end", default="2014-01-01", help="exclusive")
     args = parser.parse_args(argv)
     if args.command == "dev":
         return dev(Settings.from_env())
+    if args.command == "replay-report":
+        return write_replay_report(Settings(home=args.home), args.start, args.end)
     return run_replay_command(args)
 
 
 def run_replay_command(args) -> int:
-    from retrain_platform.replay.report import monthly_table, plot, summary
     from retrain_platform.replay.runner import ReplayConfig, run_replay
 
     config = ReplayConfig(start=args.start, end=args.end, label_delay_hours=args.label_delay_hours,
@@ -138,8 +143,14 @@ def run_replay_command(args) -> int:
     started = time.monotonic()
     settings = run_replay(args.home, config, args.port,
                           progress=lambda line: print(f"[{time.monotonic() - started:7.0f} s] {line}", flush=True))  # fmt: skip
-    table = monthly_table(settings, args.start, args.end)
-    text = summary(settings, table)
+    return write_replay_report(settings, args.start, args.end)
+
+
+def write_replay_report(settings: Settings, start: str, end: str) -> int:
+    from retrain_platform.replay.report import monthly_table, plot, summary
+
+    table = monthly_table(settings, start, end)
+    text = summary(settings, table, start)
     (settings.home_dir / "replay.md").write_text(text)
     print(text)
     print(f"plot: {plot(table, settings.home_dir / 'replay_auc.png')}")

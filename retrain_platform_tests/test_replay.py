@@ -14,7 +14,7 @@ import pandas as pd
 
 from retrain_platform.datasets import FLIGHTS
 from retrain_platform.registry import ModelRegistry
-from retrain_platform.replay.report import decisions, served_monthly_auc, summary
+from retrain_platform.replay.report import decisions, monthly_table, served_monthly_auc, summary
 from retrain_platform.replay.runner import ReplayConfig, run_replay
 from retrain_platform.store import PredictionStore
 from retrain_platform.store.monitoring_log import MonitoringLog
@@ -57,4 +57,6 @@ def test_short_replay_closes_the_loop(tmp_path):
     assert served_by != "1" and served_by in {h["version"] for h in promotions}
     assert len(labelled) > 1_500  # labels came back after their delay
     assert not served_monthly_auc(settings).empty
-    assert "promote v" in summary(settings, pd.DataFrame({"platform (served)": served_monthly_auc(settings)}))
+    report = summary(settings, monthly_table(settings, "2013-03-01", "2013-03-04"), "2013-03-01")
+    assert "promote v" in report and "holdout AUC" in report
+    assert "| first drift alarm | traffic of 2013-03-01" in report and "| promotions that lowered holdout AUC |" in report

@@ -16,6 +16,7 @@ from retrain_platform.registry import ModelRegistry
 from retrain_platform.settings import Settings
 from retrain_platform.sources import LOG_EPOCH
 from retrain_platform.store import PredictionStore
+from retrain_platform.store.monitoring_log import MonitoringLog
 
 from .baselines import monthly_auc, oracle_scores, static_scores
 
@@ -50,17 +51,75 @@ def decisions(settings: Settings) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.archive.glob("*.json"))] if folder.archive.exists() else []
 
 
-def summary(settings: Settings, table: pd.DataFrame) -> str:
+def first_drift_alarm(settings: Settings) -> pd.Timestamp | None:
+    """The replayed time of the newest traffic in the first check that flagged drift."""
+    log = MonitoringLog(settings.store_url)
+    try:
+        checks = log.history(limit=1_000_000)
+    finally:
+        log.close()
+    flagged = checks[checks["level"].isin(["flag", "alert"])].sort_values("check_id")
+    if flagged.empty:
+        return None
+    moment = pd.Timestamp(flagged["event_time"].iloc[0])
+    return moment.tz_convert(None) if moment.tzinfo else moment  # replayed times are naive, as the data's
+
+
+def promotions(registry: ModelRegistry) -> list[dict]:
+    """Every promotion after the first, with both models' AUC on the new model's holdout."""
+    out = []
+    for entry in registry.history():
+        if entry["action"] == "promote" and entry.get("previous"):
+            tags = registry.version_info(entry["version"]).tags
+            out.append({**entry, "holdout_auc": float(tags.get("holdout_auc") or "nan"),
+                        "champion_holdout_auc": float(tags.get("champion_holdout_auc") or "nan")})  # fmt: skip
+    return out
+
+
+def targets(settings: Settings, table: pd.DataFrame, start: str) -> list[str]:
+    """The replay's targets, each with its measured value and verdict."""
+    mean = table.mean()
+    served, static = mean["platform (served)"], mean["static Jan-Feb"]
+    oracle = max(mean["oracle, 2 months"], mean["oracle, all months"])
+    retrains = sum(d["retrain"] for d in decisions(settings))
+    oracle_retrains = len(table)  # each oracle retrains on the 1st of every replayed month
+    promoted = promotions(ModelRegistry(settings.tracking_uri, FLIGHTS.model_name))
+    lowered = [p for p in promoted if not p["holdout_auc"] >= p["champion_holdout_auc"]]  # NaN counts as lowered
+    alarm = first_drift_alarm(settings)
+    detected = alarm is not None and alarm < pd.Timestamp(start) + pd.Timedelta(days=1)
+
+    def row(name, value, goal, ok):
+        return f"| {name} | {value} | {goal} | {'met' if ok else '**missed**'} |"
+
+    return [
+        "## Targets", "", "| target | measured | goal | verdict |", "|---|---|---|---|",
+        row("mean monthly AUC vs the better oracle", f"{served:.4f} vs {oracle:.4f}", ">= oracle - 0.01", served >= oracle - 0.01),
+        row("mean monthly AUC vs static", f"{served:.4f} vs {static:.4f} ({served - static:+.4f})", ">= static + 0.03",
+            served >= static + 0.03),
+        row("retrains", f"{retrains} (oracles: {oracle_retrains} each)", "fewer than the oracles", retrains < oracle_retrains),
+        row("promotions that lowered holdout AUC", f"{len(lowered)} of {len(promoted)}", "none", not lowered),
+        row("first drift alarm", "none" if alarm is None else f"traffic of {alarm:%Y-%m-%d %H:%M}", "within the first replayed day",
+            detected),
+        "",
+    ]  # fmt: skip
+
+
+def summary(settings: Settings, table: pd.DataFrame, start: str) -> str:
     registry = ModelRegistry(settings.tracking_uri, FLIGHTS.model_name)
     history = registry.history()
     made = decisions(settings)
-    lines = ["## Monthly AUC", "", "| month | " + " | ".join(table.columns) + " |", "|---|" + "---|" * len(table.columns)]
+    lines = targets(settings, table, start)
+    lines += ["## Monthly AUC", "", "| month | " + " | ".join(table.columns) + " |", "|---|" + "---|" * len(table.columns)]
     lines += [f"| {month} | " + " | ".join(f"{v:.3f}" for v in row) + " |" for month, row in table.iterrows()]
     lines += ["| **mean** | " + " | ".join(f"**{v:.3f}**" for v in table.mean()) + " |", ""]
     lines += [f"## Decisions ({sum(d['retrain'] for d in made)} retrains of {len(made)})", ""]
     lines += [f"- {d['decision_date'][:16]} {d['trigger']}: {'retrain' if d['retrain'] else 'no retrain'}: {d['reason'][:200]}" for d in made]
     lines += ["", f"## Registry ({sum(h['action'] == 'promote' for h in history)} promotions)", ""]
-    lines += [f"- {h['at'][:16]} {h['action']} v{h['version']} (was v{h['previous']})" for h in history]
+    aucs = {p["version"]: p for p in promotions(registry)}
+    lines += [f"- {h['at'][:16]} {h['action']} v{h['version']} (was v{h['previous']})"
+              + (f": holdout AUC {aucs[h['version']]['holdout_auc']:.4f} vs {aucs[h['version']]['champion_holdout_auc']:.4f}"
+                 if h["version"] in aucs and h["action"] == "promote" else "")
+              for h in history]  # fmt: skip
     return "\n".join(lines)
 
 
