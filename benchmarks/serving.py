@@ -3,7 +3,8 @@ model, with the same load generator and concurrency, measured in one run.
 
 One LightGBM model is trained on the flights window (default 365 days, default parameters),
 registered in a temporary MLflow store and given the `production` alias. Then, each server in its
-own subprocess on 127.0.0.1, the same number of uvicorn workers each (`--workers`, default 1),
+own subprocess on 127.0.0.1, the same number of uvicorn workers each (`--workers`, default 2, as
+serving is deployed),
 uvicorn's access log off for both:
 
 - mlflow: `mlflow models serve --env-manager local --workers N`, `POST /invocations` with the
@@ -21,7 +22,7 @@ duration, and is repeated for a few rounds (medians reported).
 Targets: ours >= 10x mlflow's throughput; one row p50 <= 1.5 ms, p99 <= 5 ms; logging costs
 <= 15 % of throughput; a batch of 1,000 rows p50 <= 20 ms.
 
-    .venv/bin/python benchmarks/serving.py [--seconds 10] [--warmup 3] [--concurrency 4] [--rounds 2] [--workers 1]
+    .venv/bin/python benchmarks/serving.py [--seconds 10] [--warmup 3] [--concurrency 4] [--rounds 2] [--workers 2]
 """
 
 import argparse
@@ -184,7 +185,10 @@ class Wrk:
         body_file.write_bytes(body)
         command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
                    "-s", str(self.script), url, "--", str(body_file)]  # fmt: skip
-        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"wrk failed ({done.returncode}) on {url}: {done.stderr.strip() or done.stdout.strip()}")
+        out = done.stdout
         line = next(line for line in out.splitlines() if line.startswith("RESULT "))
         raw = json.loads(line.removeprefix("RESULT "))
         return {"rps": raw["requests"] / (raw["duration_us"] / 1e6), "p50_ms": raw["p50_us"] / 1000,
@@ -248,7 +252,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2, help="every measurement this many times, interleaved")
     parser.add_argument("--window-days", type=int, default=365)
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of each server")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of each server (2: as deployed)")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     args = parser.parse_args()
 

@@ -45,7 +45,7 @@ class Settings(BaseModel):
     dagster_url: str = "http://127.0.0.1:3000"
     serving_url: str = "http://127.0.0.1:8000"
     # Serving: how it behaves (the admin and feedback tokens are secrets, read per request instead).
-    serving_workers: int = 1  # uvicorn worker processes of `retrain-platform dev`'s serving
+    serving_workers: int = 2  # uvicorn worker processes of `retrain-platform dev`'s serving
     serving_poll_seconds: float = 5.0  # how often serving checks the registry's aliases
     serving_max_batch_rows: int = 10_000
     serving_max_body_bytes: int = 32 * 1024 * 1024  # refused unread: no valid batch is this big
