@@ -512,9 +512,15 @@ def test_retrain_reports_dagster_errors(tmp_path, mlflow_server, dagster):
         assert unreachable.status_code == 503 and "did not answer" in unreachable.json()["detail"]
 
 
-def test_prediction_ids_are_unique_version_4_uuids():
+def test_prediction_ids_are_unique_time_ordered_version_7_uuids():
+    before = time.time_ns() // 1_000_000
     ids = prediction_ids(5_000)
+    after = time.time_ns() // 1_000_000
+    time.sleep(0.002)
+    later = prediction_ids(10)
     assert len(set(ids)) == 5_000
     parsed = [uuid.UUID(value) for value in ids]
-    assert {u.version for u in parsed} == {4} and {u.variant for u in parsed} == {uuid.RFC_4122}
+    assert {u.version for u in parsed} == {7} and {u.variant for u in parsed} == {uuid.RFC_4122}
     assert [str(u) for u in parsed] == ids  # canonical lower-case text, as the store keeps it
+    assert {before <= u.int >> 80 <= after for u in parsed} == {True}  # the first 48 bits: Unix ms
+    assert max(ids) < min(later)  # text order is time order, a millisecond apart
