@@ -76,14 +76,14 @@ def promotions(registry: ModelRegistry) -> list[dict]:
     return out
 
 
-def targets(settings: Settings, table: pd.DataFrame, start: str) -> list[str]:
-    """The replay's targets, each with its measured value and verdict."""
+def targets(settings: Settings, table: pd.DataFrame, start: str, made: list[dict], promoted: list[dict]) -> list[str]:
+    """The replay's targets, each with its measured value and verdict (`made`: the decisions,
+    `promoted`: the promotions, as `decisions` and `promotions` give them)."""
     mean = table.mean()
     served, static = mean["platform (served)"], mean["static Jan-Feb"]
     oracle = max(mean["oracle, 2 months"], mean["oracle, all months"])
-    retrains = sum(d["retrain"] for d in decisions(settings))
+    retrains = sum(d["retrain"] for d in made)
     oracle_retrains = len(table)  # each oracle retrains on the 1st of every replayed month
-    promoted = promotions(ModelRegistry(settings.tracking_uri, FLIGHTS.model_name))
     lowered = [p for p in promoted if not p["holdout_auc"] >= p["champion_holdout_auc"]]  # NaN counts as lowered
     alarm = first_drift_alarm(settings)
     detected = alarm is not None and alarm < pd.Timestamp(start) + pd.Timedelta(days=1)
@@ -108,14 +108,14 @@ def summary(settings: Settings, table: pd.DataFrame, start: str) -> str:
     registry = ModelRegistry(settings.tracking_uri, FLIGHTS.model_name)
     history = registry.history()
     made = decisions(settings)
-    lines = targets(settings, table, start)
+    aucs = {p["version"]: p for p in promotions(registry)}
+    lines = targets(settings, table, start, made, list(aucs.values()))
     lines += ["## Monthly AUC", "", "| month | " + " | ".join(table.columns) + " |", "|---|" + "---|" * len(table.columns)]
     lines += [f"| {month} | " + " | ".join(f"{v:.3f}" for v in row) + " |" for month, row in table.iterrows()]
     lines += ["| **mean** | " + " | ".join(f"**{v:.3f}**" for v in table.mean()) + " |", ""]
     lines += [f"## Decisions ({sum(d['retrain'] for d in made)} retrains of {len(made)})", ""]
     lines += [f"- {d['decision_date'][:16]} {d['trigger']}: {'retrain' if d['retrain'] else 'no retrain'}: {d['reason'][:200]}" for d in made]
     lines += ["", f"## Registry ({sum(h['action'] == 'promote' for h in history)} promotions)", ""]
-    aucs = {p["version"]: p for p in promotions(registry)}
     lines += [f"- {h['at'][:16]} {h['action']} v{h['version']} (was v{h['previous']})"
               + (f": holdout AUC {aucs[h['version']]['holdout_auc']:.4f} vs {aucs[h['version']]['champion_holdout_auc']:.4f}"
                  if h["version"] in aucs and h["action"] == "promote" else "")
