@@ -6,7 +6,7 @@ import dagster as dg
 
 from retrain_platform.assets.promotion import rollback_job
 from retrain_platform.core.decisions import RetrainPolicy
-from retrain_platform.core.gates import GateConfig
+from retrain_platform.core.gates import LABEL_COVERAGE_DAYS, GateConfig
 from retrain_platform.jobs import (
     MONITORING_ASSETS,
     RETRAIN_ASSETS,
@@ -73,6 +73,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                                settings.drift_window_rows, targets=MONITORING_ASSETS, policy=policy,
                                repeat_after_hours=settings.drift_report_repeat_hours,
                                min_label_coverage=gates.get("min_label_coverage", GateConfig.min_label_coverage),
+                               label_coverage_days=gates.get("label_coverage_days", LABEL_COVERAGE_DAYS),
                                min_new_label_share=settings.retrain_min_new_label_share),
             build_decision_sensor(settings.decisions_dir, settings.decision_sensor_seconds, policy,
                                   retrain_run_config(settings.retrain_window_days, settings.retrain_gates),

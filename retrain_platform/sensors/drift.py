@@ -7,7 +7,6 @@ import dagster as dg
 
 from retrain_platform import clock
 from retrain_platform.core.decisions import RetrainingDecision, RetrainPolicy, apply_policy
-from retrain_platform.core.gates import LABEL_COVERAGE_DAYS
 from retrain_platform.jobs import TRIGGER_TAG
 from retrain_platform.resources import (
     DatasetResource,
@@ -19,17 +18,18 @@ from retrain_platform.retrain_history import recent_retrains
 
 
 def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, targets: list, policy: RetrainPolicy,
-                       repeat_after_hours: float, min_label_coverage: float,
+                       repeat_after_hours: float, min_label_coverage: float, label_coverage_days: float,
                        min_new_label_share: float) -> dg.SensorDefinition:  # fmt: skip
     """Every check is recorded in the monitoring log; a report and a decision are asked for only
     when they can lead somewhere. Not while `policy` would refuse a retrain (cooldown, weekly
-    limit), not while fewer than `min_label_coverage` of the last days' predictions have labels,
-    not until the labels logged since the newest model was registered (the production one, or a
-    candidate the gates rejected since) reach `min_new_label_share` of the rows it learned from
-    (both when retrains learn from the log: a retrain with little new evidence makes the same
-    model again, and a rejected one would be rejected again), and, while the same production version stays
-    flagged, at most every `repeat_after_hours` (platform clock): drift that persists is one
-    finding, not an alarm per tick. The skip reason says which of these held the sensor back."""
+    limit), not while fewer than `min_label_coverage` of the last `label_coverage_days` days'
+    predictions have labels, not until the labels logged since the newest model was registered
+    (the production one, or a candidate the gates rejected since) reach `min_new_label_share` of
+    the rows it learned from (both when retrains learn from the log: a retrain with little new
+    evidence makes the same model again, and a rejected one would be rejected again), and, while
+    the same production version stays flagged, at most every `repeat_after_hours` (platform
+    clock): drift that persists is one finding, not an alarm per tick. The skip reason says which
+    of these held the sensor back."""
 
     @dg.sensor(
         name="drift_sensor",
@@ -76,7 +76,7 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
         now = clock.now()
         held_back = (
             _held_back(context.instance, policy, now, reported, repeat_after_hours)
-            or _labels_missing(source, min_label_coverage)
+            or _labels_missing(source, min_label_coverage, label_coverage_days)
             or _too_little_new_evidence(source, reg, min_new_label_share)
         )
         if held_back:
@@ -96,13 +96,13 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
     return drift_sensor
 
 
-def _labels_missing(source: LabelledSource, minimum: float) -> str | None:
+def _labels_missing(source: LabelledSource, minimum: float, days: float) -> str | None:
     """Why the labels cannot support a retrain yet, or None. Measured as the label_coverage gate
     measures it, so that no retrain is launched only to be rejected by that gate."""
-    coverage = source.label_coverage(since=datetime.now(UTC) - timedelta(days=LABEL_COVERAGE_DAYS))
+    coverage = source.label_coverage(since=datetime.now(UTC) - timedelta(days=days))
     if coverage is None or coverage >= minimum:
         return None
-    return f"waiting for labels: {coverage:.0%} of the last {LABEL_COVERAGE_DAYS:g} days' predictions are labelled (retrains need {minimum:.0%})"
+    return f"waiting for labels: {coverage:.0%} of the last {days:g} days' predictions are labelled (retrains need {minimum:.0%})"
 
 
 def _held_back(instance, policy: RetrainPolicy, now: datetime, reported: dict, repeat_after_hours: float) -> str | None:
@@ -121,9 +121,11 @@ def _held_back(instance, policy: RetrainPolicy, now: datetime, reported: dict, r
 
 def _too_little_new_evidence(source: LabelledSource, registry, share: float) -> str | None:
     """Why a retrain would learn too little that the newest model did not, or None."""
+    if share <= 0 or not source.store_url:  # retrains do not learn from the log: nothing to count
+        return None
     version = registry.newest_version()
     info = registry.version_info(version)
-    counts = source.label_counts(since=info.created_at) if share > 0 and info.created_at else None
+    counts = source.label_counts(since=info.created_at) if info.created_at else None
     trained_on = registry.window_rows(version) if counts else None
     if not trained_on or counts[1] >= share * trained_on:
         return None
