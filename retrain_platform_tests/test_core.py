@@ -136,23 +136,29 @@ def _gate(gates, name):
 def test_without_champion_the_floors_decide():
     gates = evaluate_gates(_evidence(), GateConfig(), auc_floor=0.62, recall_floor=0.35)
     assert all_passed(gates)
-    for name in ("f1_improvement", "brier_degradation", "auc_degradation", "cooldown", "label_coverage"):
+    for name in ("auc_improvement", "brier_degradation", "auc_degradation", "cooldown", "label_coverage"):
         assert _gate(gates, name).verdict == Verdict.NOT_APPLICABLE and _gate(gates, name).detail
     low = evaluate_gates(_evidence(challenger={"auc": 0.6, "f1": 0.5, "recall": 0.2, "brier": 0.2}), GateConfig(), 0.62, 0.35)
     assert failed(low) == ["auc_floor", "recall_floor"]
 
 
 def test_comparative_gates():
-    champion = {"auc": 0.70, "f1": 0.49, "recall": 0.6, "brier": 0.15}
+    champion = {"auc": 0.696, "f1": 0.55, "recall": 0.6, "brier": 0.15}
     gates = evaluate_gates(_evidence(champion=champion, days_since_promotion=3.0), GateConfig(), 0.62, 0.35)
-    assert failed(gates) == ["brier_degradation", "cooldown"]  # F1 +2.04 % passes; Brier +0.02 and 3 days fail
-    assert _gate(gates, "f1_improvement").value == pytest.approx(0.01 / 0.49)
-    worse = evaluate_gates(_evidence(champion={**champion, "f1": 0.5}, days_since_promotion=30.0), GateConfig(), 0.62, 0.35)
-    assert "f1_improvement" in failed(worse)
-    ranks_worse = evaluate_gates(_evidence(champion={**champion, "auc": 0.71, "brier": 0.17}, days_since_promotion=30.0),
-                                 GateConfig(), 0.62, 0.35)  # fmt: skip
+    assert failed(gates) == ["brier_degradation", "cooldown"]  # AUC +0.57 % passes (F1 is lower); Brier +0.02 and 3 days fail
+    assert _gate(gates, "auc_improvement").value == pytest.approx(0.004 / 0.696)
+    close = evaluate_gates(_evidence(champion={**champion, "auc": 0.697, "brier": 0.17}, days_since_promotion=30.0),
+                           GateConfig(), 0.62, 0.35)  # fmt: skip
+    assert failed(close) == ["auc_improvement"]  # +0.43 % < 0.5 %
+    by_f1 = GateConfig(improvement_metric="f1", min_improvement=0.02)
+    f1_worse = evaluate_gates(_evidence(champion={**champion, "brier": 0.17}, days_since_promotion=30.0), by_f1, 0.62, 0.35)
+    assert failed(f1_worse) == ["f1_improvement"] and _gate(f1_worse, "f1_improvement").value == pytest.approx(-0.05 / 0.55)
+    ranks_worse = evaluate_gates(_evidence(champion={**champion, "f1": 0.49, "auc": 0.71, "brier": 0.17}, days_since_promotion=30.0),
+                                 by_f1, 0.62, 0.35)  # fmt: skip
     assert failed(ranks_worse) == ["auc_degradation"]  # better F1, same Brier, AUC 0.70 < 0.71
     assert _gate(ranks_worse, "auc_degradation").value == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="improvement_metric must be one of"):
+        GateConfig(improvement_metric="accuracy")
 
 
 def test_operational_gates():

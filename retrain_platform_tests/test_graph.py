@@ -65,7 +65,7 @@ def test_promote_reject_and_roll_back(settings, defs, instance):
     assert not worse.success
     assert checks(worse)["gates_passed"] is False
     evaluation = worse.get_asset_check_evaluations()[-1]
-    assert "f1_improvement" in evaluation.metadata["failed_gates"].value
+    assert "auc_improvement" in evaluation.metadata["failed_gates"].value
     assert not materialized(worse, "production_model")
     assert reg.production_version() == "2"  # a rejected candidate leaves production alone
     assert reg.version_info("3").tags["evaluation"] == "rejected"

@@ -135,7 +135,7 @@ def test_sensor_holds_back_while_a_retrain_would_be_refused(served_home):
 
     # A candidate trained on that evidence and rejected: the same evidence must not ask again.
     rejected = run_job(build_definitions(settings), instance, raw_data={"window_days": 28, "window_end": "2013-02-28"},
-                       candidate_model={"max_rounds": 30}, evaluation_report={"min_f1_improvement": 1.0})  # fmt: skip
+                       candidate_model={"max_rounds": 30}, evaluation_report={"min_improvement": 1.0})  # fmt: skip
     assert not rejected.success and ModelRegistry(settings.tracking_uri, FLIGHTS.model_name).production_version() == "1"
     again = tick(build_definitions(enough), instance)
     assert not again.run_requests and "0 predictions labelled since version 2 was trained" in again.skip_message

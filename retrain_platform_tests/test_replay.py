@@ -2,7 +2,7 @@
 HTTP API with the Dagster daemon's sensors acting. drift → sensor → decision → retrain → promotion
 → serving answers with the new version.
 
-The gates are relaxed for this test (no cooldown, no F1 improvement required) because the loop's
+The gates are relaxed for this test (no cooldown, no AUC improvement required) because the loop's
 mechanics are under test here, not whether two days of data make a better model; the gates
 themselves are tested in test_graph.py and test_core.py.
 """
@@ -28,7 +28,7 @@ def free_port() -> int:
 
 def test_short_replay_closes_the_loop(tmp_path):
     config = ReplayConfig(start="2013-03-01", end="2013-03-04", sensor_seconds=2, min_new_predictions=300, min_new_label_share=0,
-                          gates=json.dumps({"cooldown_days": 0, "min_f1_improvement": -1.0, "max_auc_degradation": 1.0}))  # fmt: skip
+                          gates=json.dumps({"cooldown_days": 0, "min_improvement": -1.0, "max_auc_degradation": 1.0}))  # fmt: skip
     lines = []
     settings = run_replay(tmp_path / "home", config, free_port(), progress=lines.append)
     assert lines[0].startswith("bootstrap: version 1") and len(lines) == 4  # bootstrap + one line a day

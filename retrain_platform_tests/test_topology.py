@@ -57,7 +57,7 @@ SECOND_RUN = {
         "raw_data": {"config": {"window_days": 30, "window_end": "2013-03-31"}},
         "candidate_model": {"config": {"max_rounds": 20}},
         "evaluation_report": {
-            "config": {"cooldown_days": 0, "min_f1_improvement": -1.0, "max_brier_degradation": 1.0, "max_auc_degradation": 1.0,
+            "config": {"cooldown_days": 0, "min_improvement": -1.0, "max_brier_degradation": 1.0, "max_auc_degradation": 1.0,
                        "min_label_coverage": 0.0, "auc_floor": 0.5, "recall_floor": 0.0}
         },
     }

@@ -17,7 +17,8 @@ GATES_CHECK = "gates_passed"
 
 
 class GateSettings(dg.Config):
-    min_f1_improvement: float = GateConfig.min_f1_improvement
+    improvement_metric: str = GateConfig.improvement_metric  # "auc" or "f1"
+    min_improvement: float = GateConfig.min_improvement  # relative, on improvement_metric
     max_brier_degradation: float = GateConfig.max_brier_degradation
     max_auc_degradation: float = GateConfig.max_auc_degradation
     min_holdout_rows: int = GateConfig.min_holdout_rows

@@ -7,6 +7,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from retrain_platform.core.evaluation import evaluate_challenger
+from retrain_platform.core.gates import GateConfig
+from retrain_platform.core.predictor import Predictor
 from retrain_platform.core.split import time_split
 from retrain_platform.core.training import TrainParams, train_candidate
 from retrain_platform.datasets.spec import DatasetSpec
@@ -16,8 +19,15 @@ def month_of(frame: pd.DataFrame, spec: DatasetSpec) -> pd.Series:
     return pd.to_datetime(frame[spec.timestamp]).dt.to_period("M")
 
 
+def _train(history: pd.DataFrame, spec: DatasetSpec, params: TrainParams, version: str | None = None):
+    split = time_split(history, spec)
+    predictor = train_candidate(split, spec, params).predictor
+    predictor.version = version
+    return predictor, split
+
+
 def _fit_and_score(train: pd.DataFrame, test: pd.DataFrame, spec: DatasetSpec, params: TrainParams) -> np.ndarray:
-    return train_candidate(time_split(train, spec), spec, params).predictor.scores(test)
+    return _train(train, spec, params)[0].scores(test)
 
 
 def static_scores(history: pd.DataFrame, spec: DatasetSpec, until: str, params: TrainParams) -> pd.Series:
@@ -41,18 +51,47 @@ def oracle_scores(history: pd.DataFrame, spec: DatasetSpec, since: str, lookback
     return pd.concat(scores)
 
 
+def _served_scores(history: pd.DataFrame, spec: DatasetSpec, served: list[tuple[pd.Timestamp, Predictor]]) -> pd.Series:
+    """Each row scored by the model that was serving at its time: `served` lists (from, model)."""
+    times = pd.to_datetime(history[spec.timestamp])
+    ends = [start for start, _ in served[1:]] + [times.max() + pd.Timedelta(days=1)]
+    scores = []
+    for (start, model), end in zip(served, ends, strict=True):
+        test = history[(times >= start) & (times < end)]
+        scores.append(pd.Series(model.scores(test), index=test.index))
+    return pd.concat(scores)
+
+
 def scheduled_scores(history: pd.DataFrame, spec: DatasetSpec, since: str, retrains: list[pd.Timestamp],
                      label_delay: pd.Timedelta, params: TrainParams) -> pd.Series:  # fmt: skip
     """Everything from `since` scored as a platform that retrains on all the history it has labels
     for would score it: the model trained before `since` until the first retrain, and so on."""
     times = pd.to_datetime(history[spec.timestamp])
-    starts = [pd.Timestamp(since), *retrains]
-    scores = []
-    for first, (start, end) in enumerate(zip(starts, [*retrains, times.max() + pd.Timedelta(days=1)], strict=True)):
-        known = times < (start if first == 0 else start - label_delay)
-        test = history[(times >= start) & (times < end)]
-        scores.append(pd.Series(_fit_and_score(history[known], test, spec, params), index=test.index))
-    return pd.concat(scores)
+    served = [(pd.Timestamp(since), _train(history[times < since], spec, params)[0])]
+    served += [(day, _train(history[times < day - label_delay], spec, params)[0]) for day in retrains]
+    return _served_scores(history, spec, served)
+
+
+def gated_scores(history: pd.DataFrame, spec: DatasetSpec, since: str, retrains: list[pd.Timestamp],
+                 label_delay: pd.Timedelta, params: TrainParams, gates: GateConfig) -> tuple[pd.Series, list[str]]:  # fmt: skip
+    """As `scheduled_scores`, but a retrained model serves only if it passes the promotion gates
+    against the model serving, on the newest rows it did not learn from (as `evaluation_report`
+    judges it). Also returns each retrain's verdict."""
+    times = pd.to_datetime(history[spec.timestamp])
+    champion, promoted = _train(history[times < since], spec, params, "1")[0], pd.Timestamp(since)
+    served, verdicts = [(promoted, champion)], []
+    for number, day in enumerate(retrains, start=2):
+        candidate, split = _train(history[times < day - label_delay], spec, params, str(number))
+        evaluation = evaluate_challenger(candidate, champion, split.holdout, gates,
+                                         days_since_promotion=(day - promoted) / pd.Timedelta(days=1))  # fmt: skip
+        challenger_auc, champion_auc = evaluation.challenger_metrics["auc"], evaluation.champion_metrics["auc"]
+        verdicts.append(f"{day.date()} v{number} AUC {challenger_auc:.4f} vs v{champion.version} {champion_auc:.4f}, "
+                        f"F1 {evaluation.challenger_metrics['f1']:.4f} vs {evaluation.champion_metrics['f1']:.4f}: "
+                        f"{evaluation.verdict}")  # fmt: skip
+        if evaluation.passed:
+            champion, promoted = candidate, day
+            served.append((day, champion))
+    return _served_scores(history, spec, served), verdicts
 
 
 def new_label_retrains(history: pd.DataFrame, spec: DatasetSpec, since: str, share: float,
