@@ -23,7 +23,6 @@ import pandas as pd
 
 from retrain_platform.core.gates import GateConfig
 from retrain_platform.core.training import TrainParams
-from retrain_platform.settings import Settings
 from retrain_platform.datasets import FLIGHTS
 from retrain_platform.replay.baselines import (
     gated_scores,
@@ -32,6 +31,7 @@ from retrain_platform.replay.baselines import (
     scheduled_scores,
     static_scores,
 )
+from retrain_platform.settings import Settings
 
 START, DELAY = "2013-03-01", pd.Timedelta(days=1)
 
@@ -39,8 +39,12 @@ START, DELAY = "2013-03-01", pd.Timedelta(days=1)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shares", type=float, nargs="*", default=[0.2, 0.25, 0.33])
-    parser.add_argument("--gated", nargs="*", default=["f1:0.02", "auc:0.005", "auc:0"],
-                        help="improvement rules METRIC:MIN to replay the default share's retrains through")
+    parser.add_argument(
+        "--gated",
+        nargs="*",
+        default=["f1:0.02", "auc:0.005", "auc:0"],
+        help="improvement rules METRIC:MIN to replay the default share's retrains through",
+    )
     args = parser.parse_args()
     history, params = FLIGHTS.load(), TrainParams()
     monthly = list(pd.date_range("2013-04-01", "2013-12-01", freq="MS"))

@@ -52,6 +52,9 @@ class Settings(BaseModel):
     prediction_logging: bool = True  # off: predictions are answered but not written to the store
     store_batch_size: int = 500  # predictions per write to the prediction store
     store_flush_seconds: float = 1.0  # the longest a queued prediction waits for its write
+    # Serving stores the log from a process of its own, so the log does not hold the interpreter
+    # that answers requests (off: a thread in the serving process).
+    store_insert_process: bool = True
     # Where serving launches the retrain job through Dagster's GraphQL API.
     dagster_location: str = "retrain_platform"
     dagster_repository: str = "__repository__"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -11,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore, UnknownPrediction
+from retrain_platform.store.insert_process import InsertError, InsertProcess
 from retrain_platform_tests.serving_fixtures import postgres_store_url
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -25,6 +29,12 @@ def store_url(request, tmp_path):
             yield url
 
 
+@pytest.fixture(params=[False, True], ids=["thread", "process"])
+def insert_process(request) -> bool:
+    """Where the writer stores its batches: a thread in this process, or a child process (serving's)."""
+    return request.param
+
+
 def prediction(created_at: datetime = START, version: str = "1", score: float = 0.3, **features) -> dict:
     return {
         "prediction_id": str(uuid.uuid4()),
@@ -37,9 +47,9 @@ def prediction(created_at: datetime = START, version: str = "1", score: float = 
     }
 
 
-def test_queued_predictions_are_written_on_close(store_url):
+def test_queued_predictions_are_written_on_close(store_url, insert_process):
     # A long interval and a big batch: nothing reaches the database before close().
-    store = PredictionStore(store_url, batch_size=100_000, flush_interval=60)
+    store = PredictionStore(store_url, batch_size=100_000, flush_interval=60, insert_process=insert_process)
     store.start()
     rows = [prediction() for _ in range(400)]
     with ThreadPoolExecutor(8) as pool:
@@ -56,8 +66,8 @@ def test_queued_predictions_are_written_on_close(store_url):
         reopened.close()
 
 
-def test_full_batch_is_written_without_waiting_for_the_interval(store_url):
-    store = PredictionStore(store_url, batch_size=50, flush_interval=60)
+def test_full_batch_is_written_without_waiting_for_the_interval(store_url, insert_process):
+    store = PredictionStore(store_url, batch_size=50, flush_interval=60, insert_process=insert_process)
     store.start()
     try:
         store.record_many([prediction() for _ in range(120)])
@@ -70,9 +80,9 @@ def test_full_batch_is_written_without_waiting_for_the_interval(store_url):
     assert store.count_predictions() == 120
 
 
-def test_a_batch_with_an_already_stored_prediction_stores_the_rest(store_url):
+def test_a_batch_with_an_already_stored_prediction_stores_the_rest(store_url, insert_process):
     # What a retry looks like when the first commit landed but its answer was lost.
-    store = PredictionStore(store_url, batch_size=1_000, flush_interval=60)
+    store = PredictionStore(store_url, batch_size=1_000, flush_interval=60, insert_process=insert_process)
     first = prediction()
     store.record(first)
     store.flush()
@@ -83,8 +93,8 @@ def test_a_batch_with_an_already_stored_prediction_stores_the_rest(store_url):
     store.close()
 
 
-def test_labels_are_written_once_and_only_for_known_predictions(store_url):
-    store = PredictionStore(store_url, batch_size=1_000, flush_interval=60)
+def test_labels_are_written_once_and_only_for_known_predictions(store_url, insert_process):
+    store = PredictionStore(store_url, batch_size=1_000, flush_interval=60, insert_process=insert_process)
     store.start()
     try:
         row = prediction(version="7")
@@ -101,8 +111,8 @@ def test_labels_are_written_once_and_only_for_known_predictions(store_url):
         store.close()
 
 
-def test_reading_helpers_for_monitoring(store_url):
-    store = PredictionStore(store_url)
+def test_reading_helpers_for_monitoring(store_url, insert_process):
+    store = PredictionStore(store_url, insert_process=insert_process)
     try:
         old = [prediction(START - timedelta(days=3), carrier="UA", distance=500.0) for _ in range(3)]
         new = [prediction(START + timedelta(minutes=i), score=0.9, carrier="AA", distance=700.0) for i in range(4)]
@@ -172,3 +182,76 @@ def test_a_failed_write_keeps_its_rows_for_the_next_attempt():
     # After close nothing would flush a queue, so a late row is written at once.
     writer.submit({"id": "late"})
     assert written[-1]["id"] == "late"
+
+
+def test_the_insert_process_keeps_every_value_and_ignores_other_keys(tmp_path):
+    store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}", batch_size=1_000, flush_interval=60, insert_process=True)
+    exact = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    row = {**prediction(exact, score=0.123456789, carrier="B6", wind_gust=None, distance=1e-3),
+           "shadow_version": "3", "shadow_score": 0.25, "_shadow": object()}  # fmt: skip
+    store.record(row)
+    assert store.flush() == 1
+    stored = store.get_prediction(row["prediction_id"])
+    store.close()
+    assert stored["created_at"] == exact and stored["score"] == 0.123456789
+    assert stored["features"] == {"carrier": "B6", "wind_gust": None, "distance": 1e-3}
+    assert (stored["shadow_version"], stored["shadow_score"], stored["model_version"]) == ("3", 0.25, "1")
+
+
+def test_a_dead_insert_process_is_replaced_and_loses_nothing(tmp_path):
+    store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}", batch_size=1_000, flush_interval=60, insert_process=True)
+    store.record(prediction())
+    assert store.flush() == 1
+    child = store._insert_process._child
+    child.kill()
+    child.wait()
+    store.record_many([prediction() for _ in range(3)])
+    assert store.flush() == 3
+    assert store._insert_process._child.pid != child.pid
+    store.close()
+    assert store._insert_process._child is None and child.returncode is not None
+    assert store.count_predictions() == 4
+
+
+def test_the_insert_process_ends_with_its_parent(tmp_path):
+    # The parent is killed outright (no close): its child sees its stdin close and exits.
+    script = f"""
+import os, signal, sys
+from retrain_platform.store import PredictionStore
+from retrain_platform_tests.test_store import prediction
+store = PredictionStore("sqlite:///{tmp_path / 'p.db'}", insert_process=True)
+store.record(prediction())
+store.flush()
+print(store._insert_process._child.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    child = int(done.stdout.strip())
+    deadline = time.monotonic() + 20
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def test_the_insert_process_reports_why_a_batch_failed():
+    # Nothing listens on port 1: the child's connection fails and its error comes back.
+    inserter = InsertProcess("postgresql+psycopg2://nobody@127.0.0.1:1/none", stop_timeout=10)
+    try:
+        with pytest.raises(InsertError, match="OperationalError"):
+            inserter.insert([prediction()])
+    finally:
+        inserter.close()
+
+
+def test_an_in_memory_store_cannot_use_an_insert_process():
+    with pytest.raises(ValueError, match="in-memory database cannot be written by another process"):
+        PredictionStore("sqlite://", insert_process=True)

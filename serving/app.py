@@ -151,7 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         store = PredictionStore(
             settings.store_url, batch_size=settings.store_batch_size, flush_interval=settings.store_flush_seconds,
-            prepare=shadow_scores,
+            prepare=shadow_scores, insert_process=settings.store_insert_process,
         )  # fmt: skip
         store.start()
         app.state.store = store

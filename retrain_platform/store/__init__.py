@@ -6,10 +6,8 @@ from .prediction_store import (
     LabelRecord,
     PredictionStore,
     UnknownPrediction,
-    labels,
-    metadata,
-    predictions,
 )
+from .schema import labels, metadata, predictions
 
 __all__ = [
     "BatchWriter",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import sqlalchemy as sa
 
-from .prediction_store import UTCDateTime, create_store_engine
+from .schema import UTCDateTime, create_store_engine
 
 metadata = sa.MetaData()
 
