@@ -10,13 +10,15 @@ uvicorn's access log off for both:
 - mlflow: `mlflow models serve --env-manager local --workers N`, `POST /invocations` with the
   flight encoded as the logged native model takes it (`Predictor.encoded`), as `dataframe_split`;
 - ours: `uvicorn serving.app:app --workers N`, `POST /predict` with the same flight as raw JSON,
-  prediction logging on (SQLite store), then again with `RETRAIN_PREDICTION_LOGGING=false`;
+  prediction logging on (SQLite store), then again with `RETRAIN_PREDICTION_LOGGING=false`, and
+  once more with the log stored by a thread in each worker (`RETRAIN_STORE_INSERT_PROCESS=false`,
+  for comparison: the default is a process of its own);
 - ours: `POST /predict/batch` with 1,000 rows, one request at a time (latency), logging on and off.
 
 Both servers must return the same probability for the flight before anything is timed. Load comes
 from `wrk` (one thread, a small Lua script posting the body) when it is installed, otherwise from
 a closed-loop Python client (threads on http.client); the same client for every measurement. The
-three servers run side by side and take turns; each measurement is warmed up, then runs a fixed
+servers run side by side and take turns; each measurement is warmed up, then runs a fixed
 duration, and is repeated for a few rounds (medians reported).
 
 Targets: ours >= 10x mlflow's throughput; one row p50 <= 1.5 ms, p99 <= 5 ms; logging costs
@@ -151,7 +153,8 @@ def server(name: str, command: list[str], env: dict, ready_url: str, log_dir: Pa
         log.close()
 
 
-def ours(tracking_uri: str, folder: Path, logging: bool, workers: int) -> tuple[list[str], dict, str]:
+def ours(tracking_uri: str, folder: Path, logging: bool, workers: int,
+         insert_process: bool = True) -> tuple[list[str], dict, str]:  # fmt: skip
     port = free_port()
     command = [str(BIN / "uvicorn"), "serving.app:app", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     env = {
@@ -159,6 +162,7 @@ def ours(tracking_uri: str, folder: Path, logging: bool, workers: int) -> tuple[
         "RETRAIN_MLFLOW_TRACKING_URI": tracking_uri,
         "RETRAIN_PREDICTION_STORE_URL": f"sqlite:///{folder / f'predictions-{port}.db'}",
         "RETRAIN_PREDICTION_LOGGING": str(logging).lower(),
+        "RETRAIN_STORE_INSERT_PROCESS": str(insert_process).lower(),
         "RETRAIN_SERVING_POLL_SECONDS": "30",
     }
     return command, env, f"http://{HOST}:{port}/health"
@@ -272,8 +276,11 @@ def main() -> None:
             "mlflow": (mlflow_serve(tracking_uri, spec.model_name, args.workers), "/invocations", one_mlflow, "predictions"),
             "on": (ours(tracking_uri, folder, True, args.workers), "/predict", one_ours, "probability"),
             "off": (ours(tracking_uri, folder, False, args.workers), "/predict", one_ours, "probability"),
+            # The log stored by a thread beside the requests instead of an insert process.
+            "thread": (ours(tracking_uri, folder, True, args.workers, False), "/predict", one_ours, "probability"),
         }
-        runs: dict[str, list[dict]] = {"mlflow": [], "on": [], "off": [], "batch": [], "batch_off": []}
+        measured = ("mlflow", "on", "off", "thread", "batch", "batch_off", "batch_thread")
+        runs: dict[str, list[dict]] = {name: [] for name in measured}
         with contextlib.ExitStack() as stack:
             urls = {}
             for name, ((command, env, ready), path, body, field) in targets.items():
@@ -283,16 +290,17 @@ def main() -> None:
                 answer = answer[0] if isinstance(answer, list) else answer
                 assert abs(answer - expected) < 1e-9, (name, answer, expected)
             assert post(urls["on"] + "/batch", batch)["count"] == 1_000
-            # All three servers stay up (idle ones cost nothing) and take turns, so that a change
+            # All the servers stay up (idle ones cost nothing) and take turns, so that a change
             # in machine load during the run hits every variant alike; medians over the rounds.
             for i in range(args.rounds):
                 print(f"round {i + 1} of {args.rounds}:", flush=True)
                 for name, label in (("mlflow", "mlflow models serve, 1 row"), ("on", "ours, 1 row, logging on"),
-                                    ("off", "ours, 1 row, logging off")):  # fmt: skip
+                                    ("off", "ours, 1 row, logging off"),
+                                    ("thread", "ours, 1 row, log by a thread")):  # fmt: skip
                     runs[name].append(measure(client, label, urls[name], targets[name][2], c, secs, warm))
-                for name, logging in (("batch", "on"), ("batch_off", "off")):
-                    label = f"ours, 1,000 rows, 1 connection, logging {logging}"
-                    runs[name].append(measure(client, label, urls[logging] + "/batch", batch, 1, secs, warm))
+                for name, server_name in (("batch", "on"), ("batch_off", "off"), ("batch_thread", "thread")):
+                    label = f"ours, 1,000 rows, 1 connection, {server_name}"
+                    runs[name].append(measure(client, label, urls[server_name] + "/batch", batch, 1, secs, warm))
         print(f"load average after: {os.getloadavg()[0]:.2f}")
 
     results = {name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
@@ -310,6 +318,9 @@ def main() -> None:
     print(f"  logging cost              {cost * 100:6.1f} %   (target <= 15 %)   {verdict(cost <= 0.15)}")
     print(f"  batch of 1,000 rows p50   {batch_result['p50_ms']:6.2f} ms  (target <= 20 ms)  "
           f"{verdict(batch_result['p50_ms'] <= 20)}   (logging off: {results['batch_off']['p50_ms']:.2f} ms)")  # fmt: skip
+    thread = results["thread"]
+    print(f"the log stored by a thread instead: cost {(1 - thread['rps'] / off['rps']) * 100:.1f} % of throughput, "
+          f"p99 {thread['p99_ms']:.2f} ms, batch {results['batch_thread']['p50_ms']:.2f} ms")
 
 
 if __name__ == "__main__":

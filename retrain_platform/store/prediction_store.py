@@ -10,8 +10,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -19,6 +19,9 @@ from .batch_writer import BatchWriter, WriterStats
 from .insert_process import InsertProcess
 from .inserter import PredictionInserter
 from .schema import PREDICTION_COLUMNS, create_store_engine, labels, metadata, predictions, utcnow
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +180,10 @@ class PredictionStore:
         return labelled / total if total else None
 
     def _frame(self, query, columns: list[str]) -> pd.DataFrame:
+        # Imported here: serving's insert processes import this package and never read frames,
+        # and pandas would double each one's memory.
+        import pandas as pd
+
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         meta = pd.DataFrame.from_records([{c: row[c] for c in columns} for row in rows], columns=columns)
