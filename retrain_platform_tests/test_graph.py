@@ -1,11 +1,13 @@
 """The retrain graph end to end on a real Dagster instance and a real MLflow store in a temp folder."""
 
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from retrain_platform.datasets import FLIGHTS
 from retrain_platform.definitions import build_definitions
 from retrain_platform.registry import CHALLENGER, ModelRegistry
+from retrain_platform.replay.report import rejections
 
 from .conftest import make_settings, run_job
 
@@ -72,6 +74,9 @@ def test_promote_reject_and_roll_back(settings, defs, instance):
     promoted, rejected = reg.version_info("2").tags, reg.version_info("3").tags
     assert float(promoted["holdout_auc"]) >= float(promoted["champion_holdout_auc"])  # the AUC gate held
     assert rejected["champion_at_evaluation"] == "2" and float(rejected["champion_holdout_auc"]) > 0.5
+    (listed,) = rejections(reg)  # what the replay report lists
+    assert listed["version"] == "3" and "auc_improvement" in listed["failed_gates"] and listed["champion"] == "2"
+    assert listed["holdout_auc"] == pytest.approx(float(rejected["holdout_auc"]))
 
     rollback = run_job(defs, instance, "rollback_job")
     assert rollback.success and reg.production_version() == "1"

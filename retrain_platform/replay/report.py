@@ -65,14 +65,29 @@ def first_drift_alarm(settings: Settings) -> pd.Timestamp | None:
     return moment.tz_convert(None) if moment.tzinfo else moment  # replayed times are naive, as the data's
 
 
+def _holdout_aucs(tags: dict[str, str]) -> dict[str, float]:
+    """A candidate's and the champion's AUC on the candidate's holdout, as the evaluation tagged them."""
+    return {name: float(tags.get(name) or "nan") for name in ("holdout_auc", "champion_holdout_auc")}
+
+
 def promotions(registry: ModelRegistry) -> list[dict]:
     """Every promotion after the first, with both models' AUC on the new model's holdout."""
+    return [
+        {**entry, **_holdout_aucs(registry.version_info(entry["version"]).tags)}
+        for entry in registry.history()
+        if entry["action"] == "promote" and entry.get("previous")
+    ]
+
+
+def rejections(registry: ModelRegistry) -> list[dict]:
+    """Every candidate the gates rejected: its window, the gates it failed, both AUCs on its holdout."""
     out = []
-    for entry in registry.history():
-        if entry["action"] == "promote" and entry.get("previous"):
-            tags = registry.version_info(entry["version"]).tags
-            out.append({**entry, "holdout_auc": float(tags.get("holdout_auc") or "nan"),
-                        "champion_holdout_auc": float(tags.get("champion_holdout_auc") or "nan")})  # fmt: skip
+    for version in map(str, range(1, int(registry.newest_version() or 0) + 1)):
+        tags = registry.version_info(version).tags
+        if tags.get("evaluation") == "rejected":
+            out.append({"version": version, "data_window": tags.get("data_window", ""),
+                        "failed_gates": tags.get("failed_gates", ""), "champion": tags.get("champion_at_evaluation", ""),
+                        **_holdout_aucs(tags)})  # fmt: skip
     return out
 
 
@@ -120,6 +135,12 @@ def summary(settings: Settings, table: pd.DataFrame, start: str) -> str:
               + (f": holdout AUC {aucs[h['version']]['holdout_auc']:.4f} vs {aucs[h['version']]['champion_holdout_auc']:.4f}"
                  if h["version"] in aucs and h["action"] == "promote" else "")
               for h in history]  # fmt: skip
+    rejected = rejections(registry)
+    lines += ["", f"## Rejected candidates ({len(rejected)})", ""]
+    if rejected:
+        lines += ["| version | data window | holdout AUC, candidate vs champion | failed gates |", "|---|---|---|---|"]
+        lines += [f"| v{r['version']} | {r['data_window']} | {r['holdout_auc']:.4f} vs {r['champion_holdout_auc']:.4f} "
+                  f"(v{r['champion']}) | {r['failed_gates']} |" for r in rejected]  # fmt: skip
     return "\n".join(lines)
 
 
