@@ -7,7 +7,7 @@ process, the thread only serialises the batch (orjson) and waits, without the GI
 
 Protocol on the child's stdin and stdout: each message is an 8-byte little-endian length and that
 many bytes. The first message to the child is the database URL (not an argument: `ps` would show
-a password); then each message is a batch of rows as JSON, answered with an empty message once it
+a password); then each message is a batch of rows (`encode_batch`), answered with an empty message once it
 is committed or with the error's text. The child exits when its stdin closes: the parent closed
 it, or died.
 """
@@ -25,6 +25,9 @@ from datetime import datetime
 from typing import BinaryIO
 
 import orjson
+
+from .inserter import PredictionInserter
+from .schema import create_store_engine, predictions
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +55,29 @@ def _receive(stream: BinaryIO) -> bytes:
     return payload
 
 
-def _not_a_column(value) -> None:
-    """Keys that are not the log's (a shadow model kept for `prepare`) travel as null and are ignored."""
+# Sent column by column; the features of each row as its own JSON text, which the child stores as
+# it comes instead of parsing and writing it again.
+COLUMNS = [str(column.name) for column in predictions.columns if column.name != "features"]
+
+
+def encode_batch(rows: list[dict]) -> bytes:
+    """One line of JSON with every column but the features, then one line per row's features
+    (orjson never writes a raw newline, so the lines split back exactly)."""
+    head = orjson.dumps({name: [row.get(name) for row in rows] for name in COLUMNS})
+    return b"\n".join([head, *[orjson.dumps(row["features"]) for row in rows]])
+
+
+def decode_batch(payload: bytes) -> dict[str, list]:
+    head, *features = payload.split(b"\n")
+    columns = orjson.loads(head)
+    if len(features) != len(columns["prediction_id"]):
+        raise ValueError(f"{len(features)} feature lines for {len(columns['prediction_id'])} predictions")
+    columns["features"] = [line.decode() for line in features]
+    # Back to datetimes, parsed once per distinct value (a request's rows share one).
+    parsed: dict[str, datetime] = {}
+    columns["created_at"] = [parsed.get(text) or parsed.setdefault(text, datetime.fromisoformat(text))
+                             for text in columns["created_at"]]  # fmt: skip
+    return columns
 
 
 class InsertProcess:
@@ -69,7 +93,7 @@ class InsertProcess:
         self._lock = threading.Lock()
 
     def insert(self, rows: list[dict]) -> None:
-        payload = orjson.dumps(rows, default=_not_a_column)
+        payload = encode_batch(rows)
         with self._lock:
             child = self._running_child()
             try:
@@ -118,38 +142,27 @@ class InsertProcess:
                 child.stdin.close()
 
 
-def _with_times(rows: list[dict]) -> list[dict]:
-    """`created_at` back to a datetime, parsed once per distinct value (a request's rows share one)."""
-    parsed: dict[str, datetime] = {}
-    for row in rows:
-        text = row.get("created_at")
-        if isinstance(text, str):
-            row["created_at"] = parsed.get(text) or parsed.setdefault(text, datetime.fromisoformat(text))
-    return rows
-
-
 def main() -> None:
-    from .inserter import PredictionInserter
-    from .schema import create_store_engine
-
     requests = sys.stdin.buffer
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # anything printed goes to stderr, never into a reply
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Below the serving worker: on a busy machine the log can wait a few milliseconds, a request should not.
+    os.nice(5)
     logging.basicConfig(level=logging.INFO, format="insert process %(process)d: %(levelname)s %(message)s")
     engine = create_store_engine(_receive(requests).decode())
     inserter = PredictionInserter(engine)
     try:
         while True:
             try:
-                rows = orjson.loads(_receive(requests))
+                payload = _receive(requests)
             except EOFError:
                 return
             try:
-                inserter.insert(_with_times(rows))
+                inserter.insert_columns(decode_batch(payload), serialized=frozenset({"features"}))
                 error = b""
             except Exception as err:  # the parent keeps the rows and retries; it needs to know why
-                log.exception("storing %d predictions failed", len(rows))
+                log.exception("storing a batch of predictions failed")
                 error = f"{type(err).__name__}: {err}"[:500].encode()
             _send(replies, error)
     finally:

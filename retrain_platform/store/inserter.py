@@ -11,6 +11,7 @@ import logging
 import time
 from itertools import chain
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
@@ -28,6 +29,15 @@ REPEATING = {"created_at", "model_version", "shadow_version"}
 ROWS_PER_SLICE = 100
 
 
+def _convert(name: str, process, values: list) -> list:
+    if process is None:
+        return values
+    if name in REPEATING:
+        converted = {value: process(value) for value in set(values)}
+        return [converted[value] for value in values]
+    return list(map(process, values))
+
+
 class PredictionInserter:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -39,23 +49,24 @@ class PredictionInserter:
 
     def insert(self, rows: list[dict]) -> None:
         """Store rows (dicts with the `predictions` columns; other keys are ignored) in one transaction."""
+        self.insert_columns({name: [row.get(name) for row in rows] for name in self._columns})
+
+    def insert_columns(self, columns: dict[str, list], serialized: frozenset[str] = frozenset()) -> None:
+        """Store rows given column by column in one transaction. `serialized` names columns whose
+        values are already what the driver takes (the insert process receives features as JSON text)."""
         try:
             with self.engine.begin() as conn:
-                self._bulk_insert(conn, rows)
+                self._bulk_insert(conn, self._bind_values(columns, serialized))
         except (IntegrityError, DataError, *self._driver_errors):
             # A retried batch whose first commit did land, or one row the database refuses: store
             # the rest one by one rather than block the log behind it. A dead database (an
             # OperationalError) still raises, and the writer retries the whole batch later.
-            self._insert_one_by_one([{name: row.get(name) for name in self._columns} for row in rows])
+            parsed = {name: [orjson.loads(v) for v in values] if name in serialized else values
+                      for name, values in columns.items()}  # fmt: skip
+            rows = zip(*parsed.values(), strict=True)
+            self._insert_one_by_one([dict(zip(parsed, values, strict=True)) for values in rows])
 
-    def _bulk_insert(self, conn, rows: list[dict]) -> None:
-        # In a thread beside the requests, a driver's executemany would give up and take back the
-        # GIL for every row, and each take-back can wait for a request's switch interval; one
-        # statement per few hundred rows costs the request path almost nothing.
-        values = []
-        for start in range(0, len(rows), ROWS_PER_SLICE):
-            values += self._bind_values(rows[start : start + ROWS_PER_SLICE])
-            time.sleep(0)  # hands the interpreter to a waiting request
+    def _bulk_insert(self, conn, values: list[tuple]) -> None:
         if self.engine.dialect.name == "postgresql":
             from psycopg2.extras import execute_values  # the driver this store installs for PostgreSQL
 
@@ -71,18 +82,21 @@ class PredictionInserter:
         finally:
             cursor.close()
 
-    def _bind_values(self, rows: list[dict]) -> list[tuple]:
-        """The rows as the driver takes them, converted column by column."""
-        columns = []
-        for name, process in self._binds:
-            values = [row.get(name) for row in rows]
-            if process is not None and name in REPEATING:
-                converted = {value: process(value) for value in set(values)}
-                values = [converted[value] for value in values]
-            elif process is not None:
-                values = list(map(process, values))
-            columns.append(values)
-        return list(zip(*columns, strict=True))
+    def _bind_values(self, columns: dict[str, list], serialized: frozenset[str]) -> list[tuple]:
+        """The rows as the driver takes them, converted column by column.
+
+        In a thread beside the requests, a driver's executemany would give up and take back the GIL
+        for every row, and each take-back can wait for a request's switch interval: hence one
+        statement per few hundred rows, and a pause every ROWS_PER_SLICE rows converted."""
+        count = len(columns["prediction_id"])
+        values: list[tuple] = []
+        for start in range(0, count, ROWS_PER_SLICE):
+            stop = start + ROWS_PER_SLICE
+            converted = [_convert(name, None if name in serialized else process, columns[name][start:stop])
+                         for name, process in self._binds]  # fmt: skip
+            values += zip(*converted, strict=True)
+            time.sleep(0)  # hands the interpreter to a waiting request
+        return values
 
     def _insert_one_by_one(self, rows: list[dict]) -> None:
         for row in rows:
