@@ -15,6 +15,7 @@ import pytest
 
 from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore, UnknownPrediction
 from retrain_platform.store.insert_process import InsertError, InsertProcess
+from retrain_platform.store.schema import is_in_memory
 from retrain_platform_tests.serving_fixtures import postgres_store_url
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -255,3 +256,5 @@ def test_the_insert_process_reports_why_a_batch_failed():
 def test_an_in_memory_store_cannot_use_an_insert_process():
     with pytest.raises(ValueError, match="in-memory database cannot be written by another process"):
         PredictionStore("sqlite://", insert_process=True)
+    # A PostgreSQL URL without a database name (the user's default database) is a server, not memory.
+    assert is_in_memory("sqlite:///:memory:") and not is_in_memory("postgresql+psycopg2://someone@127.0.0.1/")

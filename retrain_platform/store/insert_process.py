@@ -7,9 +7,9 @@ process, the thread only serialises the batch (orjson) and waits, without the GI
 
 Protocol on the child's stdin and stdout: each message is an 8-byte little-endian length and that
 many bytes. The first message to the child is the database URL (not an argument: `ps` would show
-a password); then each message is a batch of rows (`encode_batch`), answered with an empty message once it
-is committed or with the error's text. The child exits when its stdin closes: the parent closed
-it, or died.
+a password); then each message is a batch of rows (`encode_batch`), answered with an empty
+message once it is committed or with the error's text. The child exits when its stdin closes:
+the parent closed it, or died.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import BinaryIO
 import orjson
 
 from .inserter import PredictionInserter
-from .schema import create_store_engine, predictions
+from .schema import PREDICTION_COLUMNS, create_store_engine
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,11 @@ def _receive(stream: BinaryIO) -> bytes:
     return payload
 
 
-# Sent column by column; the features of each row as its own JSON text, which the child stores as
-# it comes instead of parsing and writing it again.
-COLUMNS = [str(column.name) for column in predictions.columns if column.name != "features"]
-
-
 def encode_batch(rows: list[dict]) -> bytes:
     """One line of JSON with every column but the features, then one line per row's features
-    (orjson never writes a raw newline, so the lines split back exactly)."""
-    head = orjson.dumps({name: [row.get(name) for row in rows] for name in COLUMNS})
+    (orjson never writes a raw newline, so the lines split back exactly): the child stores each
+    row's features as they come instead of parsing and writing them again."""
+    head = orjson.dumps({name: [row.get(name) for row in rows] for name in PREDICTION_COLUMNS})
     return b"\n".join([head, *[orjson.dumps(row["features"]) for row in rows]])
 
 

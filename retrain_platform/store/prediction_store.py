@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from .batch_writer import BatchWriter, WriterStats
 from .insert_process import InsertProcess
 from .inserter import PredictionInserter
-from .schema import PREDICTION_COLUMNS, create_store_engine, labels, metadata, predictions, utcnow
+from .schema import PREDICTION_COLUMNS, create_store_engine, is_in_memory, labels, metadata, predictions, utcnow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,9 +56,9 @@ class PredictionStore:
         With `insert_process`, a process of its own stores the batches (see `insert_process`):
         for serving, whose interpreter should spend its time on requests."""
         self.url = url
-        self.engine = create_store_engine(url)
-        if insert_process and self.engine.url.database in (None, "", ":memory:"):
+        if insert_process and is_in_memory(url):
             raise ValueError(f"{url}: an in-memory database cannot be written by another process")
+        self.engine = create_store_engine(url)
         try:
             metadata.create_all(self.engine)
         except sa.exc.DBAPIError:

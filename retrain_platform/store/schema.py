@@ -55,7 +55,8 @@ labels = sa.Table(
     sa.Column("label", sa.Integer(), nullable=False),
 )
 
-PREDICTION_COLUMNS = [c.name for c in predictions.columns if c.name != "features"]
+# Plain str (SQLAlchemy's names are a str subclass that orjson refuses as a key).
+PREDICTION_COLUMNS = [str(c.name) for c in predictions.columns if c.name != "features"]
 
 
 def json_text(value) -> str:
@@ -67,10 +68,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def is_in_memory(url: str) -> bool:
+    """A SQLite database that lives only inside one connection's process."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
 def create_store_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if not is_in_memory(url):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url, connect_args={"timeout": 30, "check_same_thread": False}, json_serializer=json_text
