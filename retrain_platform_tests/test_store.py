@@ -258,3 +258,23 @@ def test_an_in_memory_store_cannot_use_an_insert_process():
         PredictionStore("sqlite://", insert_process=True)
     # A PostgreSQL URL without a database name (the user's default database) is a server, not memory.
     assert is_in_memory("sqlite:///:memory:") and not is_in_memory("postgresql+psycopg2://someone@127.0.0.1/")
+
+
+def test_the_tables_are_created_while_another_worker_holds_the_new_database(tmp_path):
+    """Serving workers start together on one fresh SQLite file: while one holds it, another's
+    switch to WAL fails at once ("database is locked"); the store looks again instead of failing."""
+    import sqlite3
+
+    path = tmp_path / "race.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(0.5, holder.execute, args=("COMMIT",))
+    release.start()
+    try:
+        store = PredictionStore(f"sqlite:///{path}")
+    finally:
+        release.join()
+        holder.close()
+    store.record(prediction())
+    store.close()
+    assert PredictionStore(f"sqlite:///{path}").count_predictions() == 1

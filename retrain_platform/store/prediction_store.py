@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from .batch_writer import BatchWriter, WriterStats
 from .insert_process import InsertProcess
 from .inserter import PredictionInserter
-from .schema import PREDICTION_COLUMNS, create_store_engine, is_in_memory, labels, metadata, predictions, utcnow
+from .schema import PREDICTION_COLUMNS, create_store_engine, create_tables, is_in_memory, labels, predictions, utcnow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,11 +59,7 @@ class PredictionStore:
         if insert_process and is_in_memory(url):
             raise ValueError(f"{url}: an in-memory database cannot be written by another process")
         self.engine = create_store_engine(url)
-        try:
-            metadata.create_all(self.engine)
-        except sa.exc.DBAPIError:
-            # Serving workers start together and race to create the tables; the loser finds them.
-            metadata.create_all(self.engine)
+        create_tables(self.engine)
         self._insert_process = InsertProcess(url) if insert_process else None
         insert = self._insert_process.insert if insert_process else PredictionInserter(self.engine).insert
         self.writer = BatchWriter(

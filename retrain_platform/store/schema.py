@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -97,3 +98,19 @@ def create_store_engine(url: str) -> Engine:
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True, json_serializer=json_text)
+
+
+def create_tables(engine: Engine, attempts: int = 10) -> None:
+    """Create the log's tables unless they exist. Serving workers start together and race: SQLite
+    refuses a connection's switch to WAL while another holds a lock ("database is locked", at once,
+    whatever the busy timeout), and a table found missing can be created by another worker before
+    this one's CREATE. Each of those is worth another look after a pause."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except sa.exc.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            engine.dispose()  # a connection that failed its first PRAGMA must not come back from the pool
+            time.sleep(0.1 * (attempt + 1))
