@@ -21,12 +21,13 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import BinaryIO
 
 import orjson
 
-from .inserter import PredictionInserter
+from .inserter import ROWS_PER_SLICE, PredictionInserter, yield_interpreter
 from .schema import PREDICTION_COLUMNS, create_store_engine
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,19 @@ def _receive(stream: BinaryIO) -> bytes:
     return payload
 
 
-def encode_batch(rows: list[dict]) -> bytes:
+def encode_batch(rows: list[dict], pause: Callable[[], None] | None = None) -> bytes:
     """One line of JSON with every column but the features, then one line per row's features
     (orjson never writes a raw newline, so the lines split back exactly): the child stores each
-    row's features as they come instead of parsing and writing them again."""
-    head = orjson.dumps({name: [row.get(name) for row in rows] for name in PREDICTION_COLUMNS})
-    return b"\n".join([head, *[orjson.dumps(row["features"]) for row in rows]])
+    row's features as they come instead of parsing and writing them again.
+
+    `pause()` runs between slices of ROWS_PER_SLICE rows: in a serving worker's writer thread it
+    hands the interpreter to waiting requests, which would otherwise wait for the whole batch."""
+    lines = [orjson.dumps({name: [row.get(name) for row in rows] for name in PREDICTION_COLUMNS})]
+    for start in range(0, len(rows), ROWS_PER_SLICE):
+        if pause is not None:
+            pause()
+        lines += [orjson.dumps(row["features"]) for row in rows[start : start + ROWS_PER_SLICE]]
+    return b"\n".join(lines)
 
 
 def decode_batch(payload: bytes) -> dict[str, list]:
@@ -89,7 +97,7 @@ class InsertProcess:
         self._lock = threading.Lock()
 
     def insert(self, rows: list[dict]) -> None:
-        payload = encode_batch(rows)
+        payload = encode_batch(rows, pause=yield_interpreter)
         with self._lock:
             child = self._running_child()
             try:
@@ -147,7 +155,7 @@ def main() -> None:
     os.nice(5)
     logging.basicConfig(level=logging.INFO, format="insert process %(process)d: %(levelname)s %(message)s")
     engine = create_store_engine(_receive(requests).decode())
-    inserter = PredictionInserter(engine)
+    inserter = PredictionInserter(engine, pause=None)  # no requests to let in here
     try:
         while True:
             try:
