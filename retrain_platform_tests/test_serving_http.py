@@ -16,8 +16,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -378,21 +380,14 @@ def test_concurrent_predictions_all_reach_the_store_after_a_graceful_stop(reques
         reader.close()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_uvicorn_process_configured_by_env_flushes_on_sigterm(tmp_path, mlflow_server, models, workers):
-    """`uvicorn serving.app:app` as deployed: settings from RETRAIN_* only, SIGTERM as the stop,
-    one worker or several (which race to create the store's tables in a fresh database).
-    A `dagster` package that refuses to import shadows the real one: serving must never need it."""
-    store_url = f"sqlite:///{tmp_path / 'process.db'}"
+@contextlib.contextmanager
+def uvicorn_process(tmp_path, mlflow_server, workers: int, **env) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`uvicorn serving.app:app` as deployed, settings from RETRAIN_* only; yields it once ready."""
     port = free_port()
-    poisoned = tmp_path / "no_dagster" / "dagster"
-    poisoned.mkdir(parents=True)
-    (poisoned / "__init__.py").write_text("raise ImportError('serving imported dagster')\n")
     env = {
-        **os.environ, "PYTHONPATH": str(poisoned.parent),
-        "RETRAIN_HOME": str(tmp_path / "home"), "RETRAIN_MLFLOW_TRACKING_URI": mlflow_server.url,
-        "RETRAIN_PREDICTION_STORE_URL": store_url, "RETRAIN_SERVING_POLL_SECONDS": "30",
-        "RETRAIN_STORE_FLUSH_SECONDS": "60", "RETRAIN_STORE_BATCH_SIZE": "100000",
+        **os.environ, "RETRAIN_HOME": str(tmp_path / "home"), "RETRAIN_MLFLOW_TRACKING_URI": mlflow_server.url,
+        "RETRAIN_PREDICTION_STORE_URL": f"sqlite:///{tmp_path / 'process.db'}", "RETRAIN_SERVING_POLL_SECONDS": "30",
+        **env,
     }  # fmt: skip
     command = [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers)]  # fmt: skip
@@ -408,18 +403,72 @@ def test_uvicorn_process_configured_by_env_flushes_on_sigterm(tmp_path, mlflow_s
                     return False
 
             wait_for(ready, timeout=60, what="uvicorn serving.app:app to be ready")
-            ids = [http.post("/predict", json=row).json()["prediction_id"] for row in models.rows[:50]]
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=60)[0].decode()
+        yield process, port
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_uvicorn_process_configured_by_env_flushes_on_sigterm(tmp_path, mlflow_server, models, workers):
+    """SIGTERM as the stop, one worker or several (which race to create the store's tables in a
+    fresh database). A `dagster` package that refuses to import shadows the real one: serving
+    must never need it."""
+    poisoned = tmp_path / "no_dagster" / "dagster"
+    poisoned.mkdir(parents=True)
+    (poisoned / "__init__.py").write_text("raise ImportError('serving imported dagster')\n")
+    env = {"PYTHONPATH": str(poisoned.parent), "RETRAIN_STORE_FLUSH_SECONDS": "60", "RETRAIN_STORE_BATCH_SIZE": "100000"}
+    with uvicorn_process(tmp_path, mlflow_server, workers, **env) as (process, port):
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            ids = [http.post("/predict", json=row).json()["prediction_id"] for row in models.rows[:50]]
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0].decode()
     # Uvicorn re-raises the signal once its graceful shutdown is complete.
     assert process.returncode in (0, -signal.SIGTERM), output[-3000:]
     assert output.count("Application shutdown complete") == workers
-    reader = PredictionStore(store_url)
+    reader = PredictionStore(f"sqlite:///{tmp_path / 'process.db'}")
     assert set(reader.predictions_since(datetime.now(UTC) - timedelta(hours=1))["prediction_id"]) == set(ids)
     reader.close()
+
+
+def connections_by_worker(supervisor: int, port: int) -> list[int]:
+    """How many established connections to `port` each of the supervisor's workers holds (from /proc)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    workers = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    established = set()  # socket inodes
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":  # local port, ESTABLISHED
+            established.add(f"socket:[{fields[9]}]")
+    return sorted(len({os.readlink(fd.path) for fd in os.scandir(f"/proc/{pid}/fd")} & established) for pid in workers)
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads connection owners from Linux's /proc")
+def test_two_workers_end_up_with_two_of_four_keep_alive_connections_each(tmp_path, mlflow_server, models):
+    """Four connections opened at once often all land on the worker that wakes first; the busier
+    worker closes some after a response (`Connection: close`) until each holds two."""
+    with uvicorn_process(tmp_path, mlflow_server, 2, RETRAIN_PREDICTION_LOGGING="false") as (process, port):
+        connections = [HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(4)]
+        for connection in connections:
+            connection.connect()
+        closes, splits = 0, []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for connection in connections:  # one closed by the server reconnects on its next request
+                connection.request("POST", "/predict", body=json.dumps(models.rows[0]),
+                                   headers={"Content-Type": "application/json"})  # fmt: skip
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 200
+                closes += response.getheader("connection") == "close"
+            splits.append(connections_by_worker(process.pid, port))
+            if len(splits) > 40 and splits[-40:] == [[2, 2]] * 40:
+                break
+        for connection in connections:
+            connection.close()
+    assert splits[-1] == [2, 2], splits[-10:]
+    assert closes <= 20, f"{closes} connections closed: the workers keep handing them back and forth"
 
 
 # -- hot swap and registry outage ---------------------------------------------------------------

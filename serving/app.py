@@ -30,6 +30,7 @@ from retrain_platform.datasets import get_spec
 from retrain_platform.settings import Settings
 from retrain_platform.store import DuplicateLabel, PredictionStore, UnknownPrediction
 
+from .balancer import ConnectionBalancer
 from .ids import prediction_ids
 from .model_holder import ModelHolder, Served
 from .retrain_launcher import DagsterClient, retrain_router
@@ -178,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.holder = holder
     app.state.spec = spec
     app.add_middleware(BodySizeLimit, max_bytes=max_bytes)
+    app.add_middleware(ConnectionBalancer)  # several uvicorn workers: keeps their shares of connections even
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
