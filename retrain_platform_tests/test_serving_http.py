@@ -391,7 +391,9 @@ def uvicorn_process(tmp_path, mlflow_server, workers: int, **env) -> Iterator[tu
     }  # fmt: skip
     command = [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers)]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # A session of its own, so that its workers can be stopped with it whatever happens here.
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)  # fmt: skip
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
 
@@ -405,9 +407,12 @@ def uvicorn_process(tmp_path, mlflow_server, workers: int, **env) -> Iterator[tu
             wait_for(ready, timeout=60, what="uvicorn serving.app:app to be ready")
         yield process, port
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM if process.poll() is None else signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.communicate(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # workers a supervisor left behind
 
 
 @pytest.mark.parametrize("workers", [1, 2])
