@@ -11,6 +11,10 @@ table shared by the workers of one uvicorn supervisor (a file mapped into memory
 supervisor's pid). A worker holding at least two connections more than the least busy worker
 answers one request with `Connection: close`; the client reconnects, and the worker idling in
 `accept` takes the new connection. A server run as a single process (no supervisor) balances nothing.
+
+A connection is known by its client address and port. Behind a proxy that uvicorn trusts with
+X-Forwarded-For (by default only one on the same host), the port is lost and the balancer counts
+the proxy's clients instead of its connections: roughly even still, not exactly.
 """
 
 from __future__ import annotations
