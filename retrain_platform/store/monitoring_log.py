@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import sqlalchemy as sa
 
-from .schema import UTCDateTime, create_store_engine
+from .schema import UTCDateTime, create_store_engine, create_tables
 
 metadata = sa.MetaData()
 
@@ -36,7 +36,7 @@ drift_checks = sa.Table(
 class MonitoringLog:
     def __init__(self, url: str):
         self.engine = create_store_engine(url)
-        metadata.create_all(self.engine)
+        create_tables(self.engine, metadata)
 
     def record(self, row: dict) -> None:
         row = {"checked_at": datetime.now(UTC), **row}

@@ -100,14 +100,15 @@ def create_store_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, json_serializer=json_text)
 
 
-def create_tables(engine: Engine, attempts: int = 10) -> None:
-    """Create the log's tables unless they exist. Serving workers start together and race: SQLite
-    refuses a connection's switch to WAL while another holds a lock ("database is locked", at once,
-    whatever the busy timeout), and a table found missing can be created by another worker before
-    this one's CREATE. Each of those is worth another look after a pause."""
+def create_tables(engine: Engine, tables: sa.MetaData = metadata, attempts: int = 10) -> None:
+    """Create `tables` (the log's, by default) unless they exist. Processes that open one new
+    database together race (serving workers, a sensor and a run): SQLite refuses a connection's
+    switch to WAL while another holds a lock ("database is locked", at once, whatever the busy
+    timeout), and a table found missing can be created by another process before this one's
+    CREATE. Each of those is worth another look after a pause."""
     for attempt in range(attempts):
         try:
-            metadata.create_all(engine)
+            tables.create_all(engine)
             return
         except sa.exc.OperationalError:
             if attempt == attempts - 1:
