@@ -36,8 +36,10 @@ def test_dev_serves_dagster_mlflow_and_serving_then_stops(tmp_path):
     env = {**os.environ, "RETRAIN_HOME": str(tmp_path / "home"), "RETRAIN_DAGSTER_URL": urls["dagster"],
            "RETRAIN_MLFLOW_UI_URL": urls["mlflow"], "RETRAIN_SERVING_URL": urls["serving"]}  # fmt: skip
     cli = Path(sys.executable).with_name("retrain-platform")
-    process = subprocess.Popen([str(cli), "dev"], env=env, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    log = tmp_path / "dev.log"  # a file, not a pipe that nobody reads until the end and that could fill
+    with log.open("wb") as sink:
+        process = subprocess.Popen([str(cli), "dev"], env=env, start_new_session=True,
+                                   stdout=sink, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         assert wait_for(f"{urls['dagster']}/server_info", process).status_code == 200
         jobs = httpx.post(f"{urls['dagster']}/graphql", json={"query": JOBS_QUERY}, timeout=30).json()
@@ -50,5 +52,5 @@ def test_dev_serves_dagster_mlflow_and_serving_then_stops(tmp_path):
         assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        output = process.communicate(timeout=30)[0].decode(errors="replace")
-    assert process.returncode == 0, output[-3000:]
+        process.wait(timeout=30)
+    assert process.returncode == 0, log.read_text(errors="replace")[-3000:]

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -380,9 +381,22 @@ def test_concurrent_predictions_all_reach_the_store_after_a_graceful_stop(reques
         reader.close()
 
 
+@dataclass
+class UvicornProcess:
+    process: subprocess.Popen
+    port: int
+    log: Path  # its stdout and stderr
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
 @contextlib.contextmanager
-def uvicorn_process(tmp_path, mlflow_server, workers: int, **env) -> Iterator[tuple[subprocess.Popen, int]]:
-    """`uvicorn serving.app:app` as deployed, settings from RETRAIN_* only; yields it once ready."""
+def uvicorn_process(tmp_path, mlflow_server, workers: int, **env) -> Iterator[UvicornProcess]:
+    """`uvicorn serving.app:app` as deployed, settings from RETRAIN_* only; yields it once ready.
+
+    Its output goes to a file, not a pipe: nobody reads a pipe while the test runs, and once its
+    buffer is full uvicorn's access log blocks the workers' event loops (a hang after ~1,000 requests)."""
     port = free_port()
     env = {
         **os.environ, "RETRAIN_HOME": str(tmp_path / "home"), "RETRAIN_MLFLOW_TRACKING_URI": mlflow_server.url,
@@ -391,9 +405,12 @@ def uvicorn_process(tmp_path, mlflow_server, workers: int, **env) -> Iterator[tu
     }  # fmt: skip
     command = [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers)]  # fmt: skip
+    log = tmp_path / "uvicorn.log"
     # A session of its own, so that its workers can be stopped with it whatever happens here.
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # fmt: skip
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
+    server = UvicornProcess(process, port, log)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
 
@@ -401,16 +418,16 @@ def uvicorn_process(tmp_path, mlflow_server, workers: int, **env) -> Iterator[tu
                 try:
                     return http.get("/health").status_code == 200
                 except httpx.TransportError:
-                    assert process.poll() is None, process.stdout.read().decode()[-3000:]
+                    assert process.poll() is None, server.output()[-3000:]
                     return False
 
             wait_for(ready, timeout=60, what="uvicorn serving.app:app to be ready")
-        yield process, port
+        yield server
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM if process.poll() is None else signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.communicate(timeout=30)
+            process.wait(timeout=30)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # workers a supervisor left behind
 
@@ -424,13 +441,14 @@ def test_uvicorn_process_configured_by_env_flushes_on_sigterm(tmp_path, mlflow_s
     poisoned.mkdir(parents=True)
     (poisoned / "__init__.py").write_text("raise ImportError('serving imported dagster')\n")
     env = {"PYTHONPATH": str(poisoned.parent), "RETRAIN_STORE_FLUSH_SECONDS": "60", "RETRAIN_STORE_BATCH_SIZE": "100000"}
-    with uvicorn_process(tmp_path, mlflow_server, workers, **env) as (process, port):
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+    with uvicorn_process(tmp_path, mlflow_server, workers, **env) as server:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
             ids = [http.post("/predict", json=row).json()["prediction_id"] for row in models.rows[:50]]
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=60)[0].decode()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=60)
+    output = server.output()
     # Uvicorn re-raises the signal once its graceful shutdown is complete.
-    assert process.returncode in (0, -signal.SIGTERM), output[-3000:]
+    assert server.process.returncode in (0, -signal.SIGTERM), output[-3000:]
     assert output.count("Application shutdown complete") == workers
     reader = PredictionStore(f"sqlite:///{tmp_path / 'process.db'}")
     assert set(reader.predictions_since(datetime.now(UTC) - timedelta(hours=1))["prediction_id"]) == set(ids)
@@ -446,20 +464,33 @@ def connections_by_worker(supervisor: int, port: int) -> list[int]:
         fields = line.split()
         if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":  # local port, ESTABLISHED
             established.add(f"socket:[{fields[9]}]")
-    return sorted(len({os.readlink(fd.path) for fd in os.scandir(f"/proc/{pid}/fd")} & established) for pid in workers)
+    return sorted(len(open_files(pid) & established) for pid in workers)
+
+
+def open_files(pid: str) -> set[str]:
+    """What the process's file descriptors point at; one closed while they are read is skipped."""
+    targets = set()
+    for fd in os.scandir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            targets.add(os.readlink(fd.path))
+    return targets
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads connection owners from Linux's /proc")
 def test_two_workers_end_up_with_two_of_four_keep_alive_connections_each(tmp_path, mlflow_server, models):
     """Four connections opened at once often all land on the worker that wakes first; the busier
-    worker closes some after a response (`Connection: close`) until each holds two."""
-    with uvicorn_process(tmp_path, mlflow_server, 2, RETRAIN_PREDICTION_LOGGING="false") as (process, port):
-        connections = [HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(4)]
+    worker closes some after a response (`Connection: close`) until each holds two, and once they
+    do, it closes none. A reconnect often lands on the busier worker again (the one awake wins the
+    race to accept it), so the number of closes before that varies; it converges all the same."""
+    stable = 40  # rounds in a row at two and two
+    with uvicorn_process(tmp_path, mlflow_server, 2, RETRAIN_PREDICTION_LOGGING="false") as server:
+        connections = [HTTPConnection("127.0.0.1", server.port, timeout=30) for _ in range(4)]
         for connection in connections:
             connection.connect()
-        closes, splits = 0, []
-        deadline = time.monotonic() + 20
+        rounds = []  # (split after the round, connections closed in it)
+        deadline = time.monotonic() + 45  # it takes 1 to 17 s here
         while time.monotonic() < deadline:
+            closes = 0
             for connection in connections:  # one closed by the server reconnects on its next request
                 connection.request("POST", "/predict", body=json.dumps(models.rows[0]),
                                    headers={"Content-Type": "application/json"})  # fmt: skip
@@ -467,13 +498,15 @@ def test_two_workers_end_up_with_two_of_four_keep_alive_connections_each(tmp_pat
                 response.read()
                 assert response.status == 200
                 closes += response.getheader("connection") == "close"
-            splits.append(connections_by_worker(process.pid, port))
-            if len(splits) > 40 and splits[-40:] == [[2, 2]] * 40:
+            rounds.append((connections_by_worker(server.process.pid, server.port), closes))
+            if len(rounds) > stable and [split for split, _ in rounds[-stable:]] == [[2, 2]] * stable:
                 break
         for connection in connections:
             connection.close()
-    assert splits[-1] == [2, 2], splits[-10:]
-    assert closes <= 20, f"{closes} connections closed: the workers keep handing them back and forth"
+    total = sum(closes for _, closes in rounds)
+    assert [split for split, _ in rounds[-stable:]] == [[2, 2]] * stable, (total, rounds[-10:])
+    # Balanced, a worker closes nothing more: none of those closed a connection.
+    assert sum(closes for _, closes in rounds[-stable:]) == 0, rounds[-stable:]
 
 
 # -- hot swap and registry outage ---------------------------------------------------------------
