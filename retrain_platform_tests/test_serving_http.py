@@ -203,6 +203,8 @@ BAD_REQUESTS = {
     "fractional integer": ({"day_of_week": 2.5}, "day_of_week", "int_from_float"),
     "not a number": (b"NaN", "temp", "finite_number"),
     "unknown field": ({"dep_delay": 12}, "dep_delay", "extra_forbidden"),
+    "id beyond 64 bits": ({"flight_id": 2**63}, "flight_id", "less_than_equal"),
+    "id below 64 bits": ({"flight_id": -(2**63) - 1}, "flight_id", "greater_than_equal"),
 }
 
 

@@ -33,15 +33,22 @@ def example_row(spec: DatasetSpec) -> dict:
     return {feature.name: _example_value(feature) for feature in spec.features}
 
 
+# The prediction log keeps integers as 64-bit ones (orjson, SQLite and PostgreSQL JSON alike): a
+# bigger one is refused here, naming its field, rather than failing the request or its log later.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _field(feature) -> tuple[object, object]:
     if isinstance(feature, Categorical):
         kind: object = Literal[feature.categories]  # type: ignore[valid-type]
         constraints: dict = {}
+    elif feature.integer:
+        kind = int
+        constraints = {"ge": INT64_MIN if feature.min is None else feature.min,
+                       "le": INT64_MAX if feature.max is None else feature.max}  # fmt: skip
     else:
-        kind = int if feature.integer else float
-        constraints = {"ge": feature.min, "le": feature.max}
-        if not feature.integer:
-            constraints["allow_inf_nan"] = False
+        kind = float
+        constraints = {"ge": feature.min, "le": feature.max, "allow_inf_nan": False}
     description = feature.description or None
     if feature.nullable:
         # Missing and null both mean "not measured"; the model has a branch for it.
@@ -56,7 +63,12 @@ IsoDatetime = Annotated[datetime, AfterValidator(lambda value: value.isoformat()
 def _context_fields(spec: DatasetSpec) -> dict:
     """The spec's id and event time: optional, never model inputs, but logged with the prediction
     so that labelled predictions can become training rows and monitoring can follow event time."""
-    fields = {spec.id_column: (Optional[int], Field(None, description="your id for this row; logged, not a feature"))}  # noqa: UP045
+    fields = {
+        spec.id_column: (
+            Optional[int],  # noqa: UP045
+            Field(None, ge=INT64_MIN, le=INT64_MAX, description="your id for this row; logged, not a feature"),
+        )
+    }
     if spec.timestamp:
         fields[spec.timestamp] = (
             Optional[IsoDatetime],  # noqa: UP045
