@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -92,6 +93,24 @@ def test_a_batch_with_an_already_stored_prediction_stores_the_rest(store_url, in
     assert store.flush() == 4
     assert store.count_predictions() == 4 and store.stats().last_error is None
     store.close()
+
+
+def test_features_given_as_json_text_are_stored_as_that_json(store_url, insert_process):
+    """Serving hands its features over as JSON text (cheaper to hold until the writer runs); other
+    writers give a dict. Both read back as the dict, from a batch and from the one-by-one retry."""
+    store = PredictionStore(store_url, batch_size=1_000, flush_interval=60, insert_process=insert_process)
+    as_dict = prediction(carrier="B6", distance=1e-3, wind_gust=None)
+    as_text = {**prediction(), "features": json.dumps({"carrier": "UA", "distance": 2.5, "wind_gust": None})}
+    store.record_many([as_dict, as_text])
+    assert store.flush() == 2
+    retried = {**prediction(), "features": '{"carrier": "DL", "distance": 7.0}'}
+    store.record_many([as_text, retried])  # as_text is stored already: the batch goes in row by row
+    assert store.flush() == 2
+    ids = [row["prediction_id"] for row in (as_dict, as_text, retried)]
+    stored = [store.get_prediction(prediction_id)["features"] for prediction_id in ids]
+    store.close()
+    assert stored == [{"carrier": "B6", "distance": 1e-3, "wind_gust": None},
+                      {"carrier": "UA", "distance": 2.5, "wind_gust": None}, {"carrier": "DL", "distance": 7.0}]  # fmt: skip
 
 
 def test_labels_are_written_once_and_only_for_known_predictions(store_url, insert_process):

@@ -7,7 +7,7 @@ from .prediction_store import (
     PredictionStore,
     UnknownPrediction,
 )
-from .schema import labels, metadata, predictions
+from .schema import features_mapping, features_text, labels, metadata, predictions
 
 __all__ = [
     "BatchWriter",
@@ -16,6 +16,8 @@ __all__ = [
     "PredictionStore",
     "UnknownPrediction",
     "WriterStats",
+    "features_mapping",
+    "features_text",
     "labels",
     "metadata",
     "predictions",

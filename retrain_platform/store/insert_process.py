@@ -30,7 +30,7 @@ from typing import BinaryIO
 import orjson
 
 from .inserter import ROWS_PER_SLICE, PredictionInserter, yield_interpreter
-from .schema import PREDICTION_COLUMNS, create_store_engine
+from .schema import PREDICTION_COLUMNS, create_store_engine, features_text
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def encode_batch(rows: list[dict], pause: Callable[[], None] | None = None) -> b
     for start in range(0, len(rows), ROWS_PER_SLICE):
         if pause is not None:
             pause()
-        lines += [orjson.dumps(row["features"]).decode() for row in rows[start : start + ROWS_PER_SLICE]]
+        lines += [features_text(row["features"]) for row in rows[start : start + ROWS_PER_SLICE]]
     return "\n".join(lines).encode()
 
 
@@ -173,7 +173,7 @@ def main() -> None:
             except EOFError:
                 return
             try:
-                inserter.insert_columns(decode_batch(payload), serialized=frozenset({"features"}))
+                inserter.insert_columns(decode_batch(payload))
                 error = b""
             except Exception as err:  # the parent keeps the rows and retries; it needs to know why
                 log.exception("storing a batch of predictions failed")

@@ -12,12 +12,11 @@ import time
 from collections.abc import Callable
 from itertools import chain
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
-from .schema import predictions
+from .schema import features_mapping, features_text, predictions
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,9 @@ class PredictionInserter:
         self._pause = pause
         dialect = engine.dialect
         self._columns = [column.name for column in predictions.columns]
-        self._binds = [(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in predictions.columns]
+        # Features may come as JSON text already (see `features_text`); either way text goes out.
+        self._binds = [(c.name, features_text if c.name == "features" else c.type.dialect_impl(dialect).bind_processor(dialect))
+                       for c in predictions.columns]  # fmt: skip
         self._insert_sql = f"INSERT INTO predictions ({', '.join(self._columns)}) VALUES %s"
         self._driver_errors = (dialect.dbapi.IntegrityError, dialect.dbapi.DataError)
 
@@ -59,18 +60,16 @@ class PredictionInserter:
         """Store rows (dicts with the `predictions` columns; other keys are ignored) in one transaction."""
         self.insert_columns({name: [row.get(name) for row in rows] for name in self._columns})
 
-    def insert_columns(self, columns: dict[str, list], serialized: frozenset[str] = frozenset()) -> None:
-        """Store rows given column by column in one transaction. `serialized` names columns whose
-        values are already what the driver takes (the insert process receives features as JSON text)."""
+    def insert_columns(self, columns: dict[str, list]) -> None:
+        """Store rows given column by column in one transaction."""
         try:
             with self.engine.begin() as conn:
-                self._bulk_insert(conn, self._bind_values(columns, serialized))
+                self._bulk_insert(conn, self._bind_values(columns))
         except (IntegrityError, DataError, *self._driver_errors):
             # A retried batch whose first commit did land, or one row the database refuses: store
             # the rest one by one rather than block the log behind it. A dead database (an
             # OperationalError) still raises, and the writer retries the whole batch later.
-            parsed = {name: [orjson.loads(v) for v in values] if name in serialized else values
-                      for name, values in columns.items()}  # fmt: skip
+            parsed = {**columns, "features": list(map(features_mapping, columns["features"]))}
             rows = zip(*parsed.values(), strict=True)
             self._insert_one_by_one([dict(zip(parsed, values, strict=True)) for values in rows])
 
@@ -90,7 +89,7 @@ class PredictionInserter:
         finally:
             cursor.close()
 
-    def _bind_values(self, columns: dict[str, list], serialized: frozenset[str]) -> list[tuple]:
+    def _bind_values(self, columns: dict[str, list]) -> list[tuple]:
         """The rows as the driver takes them, converted column by column.
 
         In a thread beside the requests, a driver's executemany would give up and take back the GIL
@@ -100,8 +99,7 @@ class PredictionInserter:
         values: list[tuple] = []
         for start in range(0, count, ROWS_PER_SLICE):
             stop = start + ROWS_PER_SLICE
-            converted = [_convert(name, None if name in serialized else process, columns[name][start:stop])
-                         for name, process in self._binds]  # fmt: skip
+            converted = [_convert(name, process, columns[name][start:stop]) for name, process in self._binds]
             values += zip(*converted, strict=True)
             if self._pause is not None:
                 self._pause()
