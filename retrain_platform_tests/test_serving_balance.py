@@ -4,7 +4,11 @@ processes; test_serving_http runs it in real uvicorn workers."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -94,6 +98,30 @@ def test_the_last_worker_out_removes_the_table(tmp_path, peer_pid):
     assert path.exists()
     mine.release()
     assert not path.exists()
+
+
+def test_a_worker_that_locks_a_removed_table_claims_in_the_one_at_the_path(tmp_path, peer_pid):
+    """A worker starts while the last one out removes the table (uvicorn's reload does both at
+    once): it waits for the lock on the file it opened, which is gone once it gets the lock. It
+    must claim its slot in the file at the path, where the next worker looks, not in that one."""
+    path = tmp_path / "workers"
+    WorkerTable(path, pid=peer_pid)
+    leaving = os.open(path, os.O_RDWR)
+    fcntl.flock(leaving, fcntl.LOCK_EX)  # the last worker out, deciding to remove the table
+    started: list[WorkerTable] = []
+    starting = threading.Thread(target=lambda: started.append(WorkerTable(path)))
+    starting.start()
+    time.sleep(0.3)  # it has opened the file and waits for the lock
+    path.unlink()
+    os.close(leaving)
+    starting.join(timeout=10)
+    assert started, "the starting worker never got its slot"
+    later = subprocess.Popen(["sleep", "60"])
+    try:
+        assert WorkerTable(path, pid=later.pid).peers() == [0]  # the starting worker, none else
+    finally:
+        later.kill()
+        later.wait()
 
 
 def test_a_single_process_server_has_no_table():

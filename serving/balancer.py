@@ -19,6 +19,7 @@ the proxy's clients instead of its connections: roughly even still, not exactly.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import mmap
@@ -27,6 +28,7 @@ import os
 import struct
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -48,21 +50,16 @@ def _alive(pid: int) -> bool:
 
 
 class WorkerTable:
-    """The shared table: one slot per worker process, claimed under a file lock."""
+    """The shared table: one slot per worker process, claimed and freed under a file lock."""
 
     def __init__(self, path: Path, pid: int | None = None):
         self.path = path
         self.pid = pid or os.getpid()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with _locked(path) as fd:
             if os.fstat(fd).st_size < SLOT.size * SLOTS:
                 os.ftruncate(fd, SLOT.size * SLOTS)
-            self._map = mmap.mmap(fd, SLOT.size * SLOTS)
+            self._map = mmap.mmap(fd, SLOT.size * SLOTS)  # stays valid once the file is closed
             self.offset = self._claim()
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)  # the mapping stays valid
 
     def _claim(self) -> int:
         for index in range(SLOTS):
@@ -92,10 +89,35 @@ class WorkerTable:
 
     def release(self) -> None:
         """Free this worker's slot; the last worker out removes the file."""
-        SLOT.pack_into(self._map, self.offset, 0, 0, 0.0)
-        if not any(SLOT.unpack_from(self._map, i * SLOT.size)[0] for i in range(SLOTS)):
-            self.path.unlink(missing_ok=True)
+        with _locked(self.path):
+            SLOT.pack_into(self._map, self.offset, 0, 0, 0.0)
+            if not any(SLOT.unpack_from(self._map, i * SLOT.size)[0] for i in range(SLOTS)):
+                self.path.unlink(missing_ok=True)
         self._map.close()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[int]:
+    """The table's file, open and locked. A worker that opened it just as the last one out removed
+    it would otherwise claim a slot in a file nobody else sees (uvicorn's reload stops the old
+    workers while it starts the new ones): it opens the path again until the file it locked is
+    the one there."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                yield fd
+                return
+        finally:
+            # Unlocked explicitly: a mapping of the file holds a duplicate of this descriptor,
+            # and the lock would last as long as the mapping.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
 def supervisor_table() -> WorkerTable | None:
