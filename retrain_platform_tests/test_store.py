@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
-from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore, UnknownPrediction
+from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore, UnknownPrediction, metadata
 from retrain_platform.store.insert_process import InsertError, InsertProcess
 from retrain_platform.store.schema import is_in_memory
 from retrain_platform_tests.serving_fixtures import postgres_store_url
@@ -297,3 +298,27 @@ def test_the_tables_are_created_while_another_worker_holds_the_new_database(tmp_
     store.record(prediction())
     store.close()
     assert PredictionStore(f"sqlite:///{path}").count_predictions() == 1
+
+
+@pytest.mark.postgres
+def test_the_tables_are_created_while_another_worker_creates_them_in_postgres(postgres_url):
+    """Two serving workers on a fresh PostgreSQL schema: the second's CREATE TABLE waits for the
+    first's commit, then fails on the catalog's unique index; the store looks again instead."""
+    with postgres_store_url(postgres_url) as url:
+        engine = sa.create_engine(url)
+        other = engine.connect()
+        transaction = other.begin()
+        metadata.create_all(other)  # the other worker's tables, not committed yet
+        release = threading.Timer(0.5, transaction.commit)
+        release.start()
+        try:
+            store = PredictionStore(url)
+        finally:
+            release.join()
+            other.close()
+            engine.dispose()
+        store.record(prediction())
+        store.close()
+        reopened = PredictionStore(url)
+        assert reopened.count_predictions() == 1
+        reopened.close()

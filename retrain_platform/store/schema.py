@@ -116,12 +116,14 @@ def create_tables(engine: Engine, tables: sa.MetaData = metadata, attempts: int 
     database together race (serving workers, a sensor and a run): SQLite refuses a connection's
     switch to WAL while another holds a lock ("database is locked", at once, whatever the busy
     timeout), and a table found missing can be created by another process before this one's
-    CREATE. Each of those is worth another look after a pause."""
+    CREATE. On PostgreSQL, the loser of two CREATE TABLEs waits for the winner's commit, then
+    fails on the catalog's unique index (an IntegrityError), or finds the table there (a
+    ProgrammingError). Each of those is worth another look after a pause."""
     for attempt in range(attempts):
         try:
             tables.create_all(engine)
             return
-        except sa.exc.OperationalError:
+        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
             if attempt == attempts - 1:
                 raise
             engine.dispose()  # a connection that failed its first PRAGMA must not come back from the pool
