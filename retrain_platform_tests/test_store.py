@@ -10,14 +10,15 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
+import orjson
 import pytest
 import sqlalchemy as sa
 
 from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore, UnknownPrediction, metadata
 from retrain_platform.store.insert_process import InsertError, InsertProcess
-from retrain_platform.store.schema import is_in_memory
+from retrain_platform.store.schema import UTCDateTime, is_in_memory
 from retrain_platform_tests.serving_fixtures import postgres_store_url
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -112,6 +113,38 @@ def test_features_given_as_json_text_are_stored_as_that_json(store_url, insert_p
     store.close()
     assert stored == [{"carrier": "B6", "distance": 1e-3, "wind_gust": None},
                       {"carrier": "UA", "distance": 2.5, "wind_gust": None}, {"carrier": "DL", "distance": 7.0}]  # fmt: skip
+
+
+def test_a_time_is_stored_as_its_instant_in_utc_whatever_its_form(store_url, insert_process):
+    # The same instant as UTC, as another offset, at a whole second (orjson then writes no
+    # fraction), and on either side of it: each row must come back as its instant and sort by it.
+    paris = timezone(timedelta(hours=1))
+    times = [START, START.astimezone(paris) + timedelta(microseconds=1), START - timedelta(microseconds=1),
+             (START + timedelta(seconds=1, microseconds=123456)).astimezone(paris)]  # fmt: skip
+    store = PredictionStore(store_url, batch_size=100, flush_interval=60, insert_process=insert_process)
+    rows = [prediction(created_at) for created_at in times]
+    store.record_many(rows)
+    store.close()
+    for row, created_at in zip(rows, times, strict=True):
+        stored = store.get_prediction(row["prediction_id"])["created_at"]
+        assert stored == created_at and stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
+    assert store.count_predictions(since=START) == 3  # the one a microsecond before is left out
+    assert store.count_predictions(since=START.astimezone(paris) + timedelta(microseconds=1)) == 2
+
+
+def test_sqlite_stores_a_time_as_sqlalchemy_would():
+    # The fast path must write exactly SQLAlchemy's text, or reading back and comparing would break.
+    engine = sa.create_engine("sqlite://")
+    standard = sa.DateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
+    fast = UTCDateTime().bind_processor(engine.dialect)
+    for instant in (START, START + timedelta(microseconds=7), datetime(999, 1, 2, 3, 4, 5, 60, tzinfo=UTC)):
+        expected = standard(instant.replace(tzinfo=None))
+        as_text = orjson.dumps(instant).decode()[1:-1]
+        assert fast(instant) == fast(as_text) == fast(instant.astimezone(timezone(timedelta(hours=-5)))) == expected
+    assert fast(None) is None
+    for naive in (datetime(2026, 3, 1), "2026-03-01T12:00:00"):
+        with pytest.raises(ValueError, match="naive datetime"):
+            fast(naive)
 
 
 def test_labels_are_written_once_and_only_for_known_predictions(store_url, insert_process):

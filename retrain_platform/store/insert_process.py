@@ -23,7 +23,6 @@ import struct
 import subprocess
 import sys
 import threading
-from datetime import datetime
 from typing import BinaryIO
 
 import orjson
@@ -79,11 +78,7 @@ def decode_batch(payload: bytes) -> dict[str, list]:
     if len(features) != len(columns["prediction_id"]):
         raise ValueError(f"{len(features)} feature lines for {len(columns['prediction_id'])} predictions")
     columns["features"] = [line.decode() for line in features]
-    # Back to datetimes, parsed once per distinct value (a request's rows share one).
-    parsed: dict[str, datetime] = {}
-    columns["created_at"] = [parsed.get(text) or parsed.setdefault(text, datetime.fromisoformat(text))
-                             for text in columns["created_at"]]  # fmt: skip
-    return columns
+    return columns  # times stay ISO 8601 text, which the store's time type takes as it is
 
 
 class InsertProcess:
