@@ -39,7 +39,7 @@ from retrain_platform_tests.serving_fixtures import (
     register_flight_models,
 )
 from serving.app import create_app
-from serving.ids import prediction_ids
+from serving.ids import prediction_id, prediction_ids
 from serving.schemas import example_row
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -601,12 +601,14 @@ def test_retrain_reports_dagster_errors(tmp_path, mlflow_server, dagster):
         assert unreachable.status_code == 503 and "did not answer" in unreachable.json()["detail"]
 
 
-def test_prediction_ids_are_unique_time_ordered_version_7_uuids():
+@pytest.mark.parametrize("make_ids", [prediction_ids, lambda count: [prediction_id() for _ in range(count)]],
+                         ids=["in bulk", "one by one"])  # fmt: skip
+def test_prediction_ids_are_unique_time_ordered_version_7_uuids(make_ids):
     before = time.time_ns() // 1_000_000
-    ids = prediction_ids(5_000)
+    ids = make_ids(5_000)
     after = time.time_ns() // 1_000_000
     time.sleep(0.002)
-    later = prediction_ids(10)
+    later = make_ids(10)
     assert len(set(ids)) == 5_000
     parsed = [uuid.UUID(value) for value in ids]
     assert {u.version for u in parsed} == {7} and {u.variant for u in parsed} == {uuid.RFC_4122}

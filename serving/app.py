@@ -31,7 +31,7 @@ from retrain_platform.settings import Settings
 from retrain_platform.store import DuplicateLabel, PredictionStore, UnknownPrediction, features_mapping, features_text
 
 from .balancer import ConnectionBalancer
-from .ids import prediction_ids
+from .ids import prediction_id, prediction_ids
 from .model_holder import ModelHolder, Served
 from .retrain_launcher import DagsterClient, retrain_router
 from .schemas import (
@@ -228,11 +228,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         features = parse_body(schemas.row, await request.body())
         served = served_model()  # read once: a concurrent hot swap cannot mix two models
         score = served.champion.score_one(features)
-        (prediction_id,) = prediction_ids(1)
+        new_id = prediction_id()
         if log_predictions:
-            app.state.store.record_many(logged(served, [prediction_id], [features], [score], started))
+            app.state.store.record_many(logged(served, [new_id], [features], [score], started))
         threshold = served.champion.threshold
-        return json_response({"prediction_id": prediction_id, "model_version": served.version, "probability": score,
+        return json_response({"prediction_id": new_id, "model_version": served.version, "probability": score,
                               "label": int(score >= threshold), "threshold": threshold}, served.version)  # fmt: skip
 
     def score_batch(served: Served, rows: list[dict], started: float) -> Response:
