@@ -198,22 +198,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(503, f"no model is loaded yet: {reason}", headers={"Retry-After": "5"})
         return served
 
-    def logged(served: Served, ids: list[str], rows: list[dict], scores: list[float], started: float) -> list[dict]:
-        """The prediction log's rows for one request: one time and one latency for all of them.
+    def log_row(served: Served, prediction_id: str, features: dict, score: float, label: int,
+                created_at: datetime, latency_ms: float) -> dict:  # fmt: skip
+        """One row of the prediction log, built directly: `/predict` logs one row per request, and a
+        list comprehension over one-element lists cost it as much again.
 
         Features go in as JSON text, not as the request's dict: a dict of this many keys lives
         outside Python's small-object allocator, and a worker holding a second's worth of them
         until the writer stores them made every request's allocations cold (see the README's
         serving benchmark)."""
-        created_at, latency_ms = datetime.now(UTC), (time.perf_counter() - started) * 1000
-        version, threshold, challenger = served.version, served.champion.threshold, served.challenger
-        return [
-            {"prediction_id": prediction_id, "created_at": created_at, "model_version": version,
-             "features": features_text(features),
-             "score": score, "predicted_label": int(score >= threshold), "latency_ms": latency_ms,
-             "_shadow": challenger}
-            for prediction_id, features, score in zip(ids, rows, scores, strict=True)
-        ]  # fmt: skip
+        return {"prediction_id": prediction_id, "created_at": created_at, "model_version": served.version,
+                "features": features_text(features), "score": score, "predicted_label": label,
+                "latency_ms": latency_ms, "_shadow": served.challenger}  # fmt: skip
+
+    def since(started: float) -> float:
+        return (time.perf_counter() - started) * 1000
 
     # -- predictions ----------------------------------------------------------------------------
     # Bodies are read and validated here rather than by FastAPI (see RequestSchemas); the OpenAPI
@@ -228,21 +227,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         features = parse_body(schemas.row, await request.body())
         served = served_model()  # read once: a concurrent hot swap cannot mix two models
         score = served.champion.score_one(features)
-        new_id = prediction_id()
+        new_id, threshold = prediction_id(), served.champion.threshold
+        label = int(score >= threshold)
         if log_predictions:
-            app.state.store.record_many(logged(served, [new_id], [features], [score], started))
-        threshold = served.champion.threshold
+            app.state.store.record(log_row(served, new_id, features, score, label, datetime.now(UTC), since(started)))
         return json_response({"prediction_id": new_id, "model_version": served.version, "probability": score,
-                              "label": int(score >= threshold), "threshold": threshold}, served.version)  # fmt: skip
+                              "label": label, "threshold": threshold}, served.version)  # fmt: skip
 
     def score_batch(served: Served, rows: list[dict], started: float) -> Response:
         scores = served.champion.score_rows(rows).tolist()
         threshold = served.champion.threshold
         ids = prediction_ids(len(rows))
+        labels = [int(score >= threshold) for score in scores]
         if log_predictions:
-            app.state.store.record_many(logged(served, ids, rows, scores, started))
-        predictions = [{"prediction_id": prediction_id, "probability": score, "label": int(score >= threshold)}
-                       for prediction_id, score in zip(ids, scores, strict=True)]  # fmt: skip
+            created_at, latency_ms = datetime.now(UTC), since(started)  # one time and one latency for the request
+            app.state.store.record_many([log_row(served, *row, created_at, latency_ms)
+                                         for row in zip(ids, rows, scores, labels, strict=True)])  # fmt: skip
+        predictions = [{"prediction_id": prediction_id, "probability": score, "label": label}
+                       for prediction_id, score, label in zip(ids, scores, labels, strict=True)]  # fmt: skip
         return json_response({"model_version": served.version, "threshold": threshold, "count": len(rows),
                               "predictions": predictions}, served.version)  # fmt: skip
 
