@@ -14,7 +14,7 @@ from retrain_platform.datasets import DatasetSpec, get_spec
 from retrain_platform.monitoring import Monitor
 from retrain_platform.registry import ModelRegistry, ensure_experiment
 from retrain_platform.sources import training_rows
-from retrain_platform.store import PredictionStore
+from retrain_platform.store import PredictionStore, labelled_share
 from retrain_platform.store.monitoring_log import MonitoringLog
 
 
@@ -61,7 +61,7 @@ class LabelledSource(dg.ConfigurableResource):
     def label_coverage(self, since: datetime) -> float | None:
         """Share of logged predictions since `since` that have a label; None without a log."""
         counts = self.label_counts(since)
-        return counts[1] / counts[0] if counts and counts[0] else None
+        return labelled_share(*counts) if counts else None
 
 
 class RegistryResource(dg.ConfigurableResource):

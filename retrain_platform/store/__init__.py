@@ -6,6 +6,7 @@ from .prediction_store import (
     LabelRecord,
     PredictionStore,
     UnknownPrediction,
+    labelled_share,
 )
 from .schema import features_mapping, features_text, labels, metadata, predictions
 
@@ -18,6 +19,7 @@ __all__ = [
     "WriterStats",
     "features_mapping",
     "features_text",
+    "labelled_share",
     "labels",
     "metadata",
     "predictions",

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def labelled_share(total: int, labelled: int) -> float | None:
+    """The share of `total` predictions that have a label; None when there are none."""
+    return labelled / total if total else None
+
+
 class UnknownPrediction(LookupError):
     """No prediction with this id was ever logged."""
 
@@ -172,8 +177,7 @@ class PredictionStore:
 
     def label_coverage(self, since: datetime, until: datetime | None = None) -> float | None:
         """Share of the predictions created in [since, until) that have a label; None if there are none."""
-        total, labelled = self.label_counts(since, until)
-        return labelled / total if total else None
+        return labelled_share(*self.label_counts(since, until))
 
     def _frame(self, query, columns: list[str]) -> pd.DataFrame:
         # Imported here: serving's insert processes import this package and never read frames,
