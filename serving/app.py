@@ -211,7 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "features": features_text(features), "score": score, "predicted_label": label,
                 "latency_ms": latency_ms, "_shadow": served.challenger}  # fmt: skip
 
-    def since(started: float) -> float:
+    def elapsed_ms(started: float) -> float:
         return (time.perf_counter() - started) * 1000
 
     # -- predictions ----------------------------------------------------------------------------
@@ -227,10 +227,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         features = parse_body(schemas.row, await request.body())
         served = served_model()  # read once: a concurrent hot swap cannot mix two models
         score = served.champion.score_one(features)
-        new_id, threshold = prediction_id(), served.champion.threshold
+        new_id = prediction_id()
+        threshold = served.champion.threshold
         label = int(score >= threshold)
         if log_predictions:
-            app.state.store.record(log_row(served, new_id, features, score, label, datetime.now(UTC), since(started)))
+            row = log_row(served, new_id, features, score, label, datetime.now(UTC), elapsed_ms(started))
+            app.state.store.record(row)
         return json_response({"prediction_id": new_id, "model_version": served.version, "probability": score,
                               "label": label, "threshold": threshold}, served.version)  # fmt: skip
 
@@ -240,7 +242,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ids = prediction_ids(len(rows))
         labels = [int(score >= threshold) for score in scores]
         if log_predictions:
-            created_at, latency_ms = datetime.now(UTC), since(started)  # one time and one latency for the request
+            created_at, latency_ms = datetime.now(UTC), elapsed_ms(started)  # one time and one latency for the request
             app.state.store.record_many([log_row(served, *row, created_at, latency_ms)
                                          for row in zip(ids, rows, scores, labels, strict=True)])  # fmt: skip
         predictions = [{"prediction_id": prediction_id, "probability": score, "label": label}
