@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore, UnknownPrediction, metadata
 from retrain_platform.store.insert_process import InsertError, InsertProcess
+from retrain_platform.store.log_chunks import decode_chunks, encode_rows
 from retrain_platform.store.schema import UTCDateTime, is_in_memory
 from retrain_platform_tests.serving_fixtures import postgres_store_url
 
@@ -197,45 +198,105 @@ def test_reading_helpers_for_monitoring(store_url, insert_process):
         store.close()
 
 
-def test_prepare_hook_enriches_batches_off_the_request_path(tmp_path):
-    seen_threads = set()
+def test_chunks_joined_by_newlines_decode_to_their_rows_in_order():
+    one = prediction(score=0.1, carrier="UA", distance=2.5, note="line\nbreak")  # escaped by JSON: no split
+    batch = [prediction(score=0.2), {**prediction(score=0.3), "shadow_version": "4", "shadow_score": 0.35}]
+    payload = b"\n".join([encode_rows([one]), encode_rows(batch)])
+    columns = decode_chunks(payload)
+    rows = [one, *batch]
+    assert columns["prediction_id"] == [row["prediction_id"] for row in rows]
+    assert columns["score"] == [0.1, 0.2, 0.3] and columns["shadow_score"] == [None, None, 0.35]
+    assert [orjson.loads(text) for text in columns["features"]] == [row["features"] for row in rows]
+    assert columns["created_at"] == [START.isoformat()] * 3
+    head, features = encode_rows(batch).split(b"\n", 1)
+    with pytest.raises(ValueError, match="1 feature lines for 2 predictions"):
+        decode_chunks(head + b"\n" + features.split(b"\n")[0])
+    short = orjson.dumps({**orjson.loads(head), "score": [0.2]})
+    with pytest.raises(ValueError, match="column 'score' holds 1 values for 2 predictions"):
+        decode_chunks(short + b"\n" + features)
 
-    def shadow(rows):
-        seen_threads.add(threading.current_thread().name)
-        for row in rows:
-            row["shadow_version"], row["shadow_score"] = "2", row["score"] / 2
 
-    store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}", batch_size=10, flush_interval=0.05, prepare=shadow)
-    store.start()
-    rows = [prediction(score=0.8) for _ in range(25)]
-    store.record_many(rows)
+class HalfScores:
+    """A challenger whose score is half the champion's (given as the rows' `score` feature)."""
+
+    version = "2"
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+        self.calls: list[int] = []
+
+    def score_rows(self, rows: list[dict]) -> list[float]:
+        self.calls.append(len(rows))
+        if self.fail:
+            raise RuntimeError("challenger broke")
+        return [row["score"] / 2 for row in rows]
+
+
+def columns_of(rows: list[dict]) -> dict[str, list]:
+    return {name: [row[name] for row in rows] for name in rows[0]}
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["scores", "challenger-fails"])
+def test_a_challenger_scores_the_same_rows_when_they_are_written(tmp_path, insert_process, fail):
+    store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}", batch_size=1_000, flush_interval=60,
+                            insert_process=insert_process)  # fmt: skip
+    challenger = HalfScores(fail)
+    shadowed = [prediction(score=0.8, carrier="AA", distance=1.0) for _ in range(25)]
+    for row in shadowed:
+        row["features"]["score"] = row["score"]
+    plain = [prediction(score=0.6) for _ in range(3)]
+    store.record_columns(columns_of(shadowed[:20]), challenger)  # a batch request
+    store.record_columns(columns_of(plain))  # no challenger
+    for row in shadowed[20:]:
+        store.record_columns(columns_of([row]), challenger)  # one-row requests
+    assert challenger.calls == []  # recording never scores: the writer does, off the request path
+    assert store.flush() == 28
+    assert challenger.calls == [25]  # every chunk of a batch in one call
     store.close()
-    frame = store.predictions_since(START)
-    assert frame["shadow_version"].eq("2").all() and frame["shadow_score"].eq(0.4).all()
-    assert seen_threads <= {"prediction-writer", threading.current_thread().name}
+    frame = store.predictions_since(START).set_index("prediction_id")
+    assert len(frame) == 28  # a failing challenger loses no prediction
+    shadow = frame.loc[[row["prediction_id"] for row in shadowed], ["shadow_version", "shadow_score"]]
+    if fail:
+        assert shadow["shadow_version"].isna().all() and shadow["shadow_score"].isna().all()
+    else:
+        assert shadow["shadow_version"].eq("2").all() and shadow["shadow_score"].eq(0.4).all()
+    assert frame.loc[[row["prediction_id"] for row in plain], "shadow_version"].isna().all()
+    assert frame.loc[[row["prediction_id"] for row in plain], "score"].eq(0.6).all()
 
 
 def test_a_failed_write_keeps_its_rows_for_the_next_attempt():
     written, attempts = [], []
 
-    def flaky_write(rows):
-        attempts.append(len(rows))
+    def flaky_write(items):
+        attempts.append(len(items))
         if len(attempts) == 1:
             raise ConnectionError("database went away")
-        written.extend(rows)
+        written.extend(items)
 
-    writer = BatchWriter(flaky_write, key="id", batch_size=1_000, interval=60)
-    writer.submit_many([{"id": str(i)} for i in range(5)])
+    writer = BatchWriter(flaky_write, batch_size=1_000, interval=60)
+    writer.submit(["0", "1"], "first two")
+    writer.submit(["2"], "third")
     with pytest.raises(ConnectionError):
         writer.flush()
-    assert writer.stats().pending == 5 and "went away" in writer.stats().last_error
-    writer.submit({"id": "5"})
+    assert writer.stats().pending == 3 and "went away" in writer.stats().last_error
+    assert writer.is_pending("1") and not writer.is_pending("3")
+    writer.submit(["3"], "fourth")
     writer.close()
-    assert [row["id"] for row in written] == [str(i) for i in range(6)]  # arrival order kept
-    assert writer.stats().pending == 0 and writer.stats().last_error is None
-    # After close nothing would flush a queue, so a late row is written at once.
-    writer.submit({"id": "late"})
-    assert written[-1]["id"] == "late"
+    assert written == ["first two", "third", "fourth"]  # arrival order kept
+    assert writer.stats().pending == 0 and writer.stats().last_error is None and not writer.is_pending("1")
+    # After close nothing would flush a queue, so a late item is written at once.
+    writer.submit(["4"], "late")
+    assert written[-1] == "late" and writer.stats().written == 5
+
+
+def test_a_flush_writes_about_batch_size_rows_per_transaction_without_splitting_an_item():
+    transactions = []
+    writer = BatchWriter(lambda items: transactions.append(items), batch_size=3, interval=60)
+    for i, size in enumerate([1, 1, 5, 1, 2, 1]):
+        writer.submit([f"{i}.{k}" for k in range(size)], i)
+    assert writer.flush() == 11
+    # Items are taken until a transaction holds batch_size rows; a big item is never split.
+    assert transactions == [[0, 1, 2], [3, 4], [5]]
 
 
 def test_the_insert_process_keeps_every_value_and_ignores_other_keys(tmp_path):
@@ -301,7 +362,7 @@ def test_the_insert_process_reports_why_a_batch_failed():
     inserter = InsertProcess("postgresql+psycopg2://nobody@127.0.0.1:1/none", stop_timeout=10)
     try:
         with pytest.raises(InsertError, match="OperationalError"):
-            inserter.insert([prediction()])
+            inserter.insert(encode_rows([prediction()]))
     finally:
         inserter.close()
 

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from retrain_platform.datasets import get_spec
 from retrain_platform.settings import Settings
-from retrain_platform.store import DuplicateLabel, PredictionStore, UnknownPrediction, features_mapping, features_text
+from retrain_platform.store import DuplicateLabel, PredictionStore, UnknownPrediction
 
 from .balancer import ConnectionBalancer
 from .ids import prediction_id, prediction_ids
@@ -58,20 +58,6 @@ VALIDATION_RULES = """Each field is checked against the dataset spec: its type, 
 `maximum`), and for categorical fields the list of known categories. **A category the model was not
 trained on is rejected with 422**, like a missing required field, an out-of-range value or an unknown
 field; the error's `loc` names the field. Nullable fields may be omitted or null."""
-
-
-def shadow_scores(rows: list[dict]) -> None:
-    """Score the challenger on a batch in the store's writer thread, away from the response path."""
-    groups: dict[int, tuple] = {}
-    for row in rows:
-        shadow = row.pop("_shadow", None)
-        if shadow is not None:
-            groups.setdefault(id(shadow), (shadow, []))[1].append(row)
-    for predictor, group in groups.values():
-        features = [features_mapping(row["features"]) for row in group]
-        for row, score in zip(group, predictor.score_rows(features), strict=True):
-            row["shadow_version"] = predictor.version
-            row["shadow_score"] = float(score)
 
 
 class BodySizeLimit:
@@ -153,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         store = PredictionStore(
             settings.store_url, batch_size=settings.store_batch_size, flush_interval=settings.store_flush_seconds,
-            prepare=shadow_scores, insert_process=settings.store_insert_process,
+            insert_process=settings.store_insert_process,
         )  # fmt: skip
         store.start()
         app.state.store = store
@@ -198,21 +184,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(503, f"no model is loaded yet: {reason}", headers={"Retry-After": "5"})
         return served
 
-    def log_row(served: Served, prediction_id: str, features: dict, score: float, label: int,
-                created_at: datetime, latency_ms: float) -> dict:  # fmt: skip
-        """One row of the prediction log, built directly: `/predict` logs one row per request, and a
-        list comprehension over one-element lists cost it as much again.
-
-        Features go in as JSON text, not as the request's dict: a dict of this many keys lives
-        outside Python's small-object allocator, and a worker holding a second's worth of them
-        until the writer stores them made every request's allocations cold (see the README's
-        serving benchmark)."""
-        return {"prediction_id": prediction_id, "created_at": created_at, "model_version": served.version,
-                "features": features_text(features), "score": score, "predicted_label": label,
-                "latency_ms": latency_ms, "_shadow": served.challenger}  # fmt: skip
-
     def elapsed_ms(started: float) -> float:
         return (time.perf_counter() - started) * 1000
+
+    def log(served: Served, ids: list[str], features: list[dict], scores: list[float], labels: list[int],
+            started: float) -> None:  # fmt: skip
+        """Queue a request's predictions for the log, column by column: one time and one latency
+        for the whole request, and the challenger (if any) to score them off the response path."""
+        count = len(ids)
+        columns = {"prediction_id": ids, "created_at": [datetime.now(UTC)] * count,
+                   "model_version": [served.version] * count, "features": features, "score": scores,
+                   "predicted_label": labels, "latency_ms": [elapsed_ms(started)] * count}  # fmt: skip
+        app.state.store.record_columns(columns, served.challenger)
 
     # -- predictions ----------------------------------------------------------------------------
     # Bodies are read and validated here rather than by FastAPI (see RequestSchemas); the OpenAPI
@@ -231,8 +214,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threshold = served.champion.threshold
         label = int(score >= threshold)
         if log_predictions:
-            row = log_row(served, new_id, features, score, label, datetime.now(UTC), elapsed_ms(started))
-            app.state.store.record(row)
+            log(served, [new_id], [features], [score], [label], started)
         return json_response({"prediction_id": new_id, "model_version": served.version, "probability": score,
                               "label": label, "threshold": threshold}, served.version)  # fmt: skip
 
@@ -242,9 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ids = prediction_ids(len(rows))
         labels = [int(score >= threshold) for score in scores]
         if log_predictions:
-            created_at, latency_ms = datetime.now(UTC), elapsed_ms(started)  # one time and one latency for the request
-            app.state.store.record_many([log_row(served, *row, created_at, latency_ms)
-                                         for row in zip(ids, rows, scores, labels, strict=True)])  # fmt: skip
+            log(served, ids, rows, scores, labels, started)
         predictions = [{"prediction_id": prediction_id, "probability": score, "label": label}
                        for prediction_id, score, label in zip(ids, scores, labels, strict=True)]  # fmt: skip
         return json_response({"model_version": served.version, "threshold": threshold, "count": len(rows),

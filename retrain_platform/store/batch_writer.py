@@ -1,22 +1,24 @@
-"""Writes rows in batches on a background thread, so the request path only appends to a buffer.
+"""Writes queued items in batches on a background thread, so the request path only appends to a queue.
 
-Rows are written in transactions of up to `batch_size` rows, as soon as that many are queued or
-`interval` seconds after the last write, whichever comes first. A failed write keeps its rows and retries at the
-next interval; `close()` writes whatever is left, so a graceful shutdown loses nothing.
+An item stands for one or more rows (one request's predictions, say), named by their keys. Items
+are written in transactions of about `batch_size` rows, as soon as that many are queued or
+`interval` seconds after the last write, whichever comes first. A failed write keeps its items and
+retries at the next interval; `close()` writes whatever is left, so a graceful shutdown loses nothing.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, NamedTuple, TypeVar
 
 log = logging.getLogger(__name__)
 
-Rows = list[dict]
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -28,28 +30,33 @@ class WriterStats:
     last_write_at: float | None
 
 
-class BatchWriter:
+class Queued(NamedTuple, Generic[Item]):  # a tuple: made once per request
+    keys: Sequence[str]
+    item: Item
+
+
+class BatchWriter(Generic[Item]):
     def __init__(
         self,
-        write: Callable[[Rows], None],
+        write: Callable[[list[Item]], None],
         *,
-        key: str,
         batch_size: int = 500,
         interval: float = 1.0,
-        prepare: Callable[[Rows], None] | None = None,
+        prepare: Callable[[list[Item]], list[Item]] | None = None,
         name: str = "batch-writer",
     ):
-        """`write` stores rows in one transaction; `prepare` (optional) enriches a batch first,
-        off the request path; `key` names the field that identifies a row."""
+        """`write` stores items in one transaction; `prepare` (optional) returns them enriched,
+        off the request path."""
         self._write = write
         self._prepare = prepare
-        self._key = key
         self.batch_size = batch_size
         self.interval = interval
         self._name = name
-        # Rows by key, in arrival order: the pending check for a row is one dict lookup.
-        self._buffer: dict[str, dict] = {}
-        self._in_flight: dict[str, dict] = {}
+        self._queue: deque[Queued[Item]] = deque()  # oldest first, failed ones put back in front
+        self._queued_rows = 0
+        self._in_flight_rows = 0
+        # Keys of the rows queued or being written: the pending check for a row is one set lookup.
+        self._pending: set[str] = set()
         self._buffer_lock = threading.Lock()
         # Held for a whole write: whoever holds it next sees everything written before.
         self._write_lock = threading.Lock()
@@ -63,75 +70,81 @@ class BatchWriter:
         self._last_write_at: float | None = None
 
     # -- request path ---------------------------------------------------------------------------
-    def submit(self, row: dict) -> None:
-        self.submit_many([row])
-
-    def submit_many(self, rows: Rows) -> None:
-        full = False
+    def submit(self, keys: Sequence[str], item: Item) -> None:
+        """Queue an item that holds the rows named by `keys`."""
+        queued = Queued(keys, item)
         with self._buffer_lock:
-            if not self._closed:
-                for row in rows:
-                    self._buffer[row[self._key]] = row
-                full = len(self._buffer) >= self.batch_size
-                rows = []
-        if rows:
-            # Closed: nobody is left to flush them, so write them now rather than drop them.
+            self._pending.update(keys)
+            closed = self._closed
+            if not closed:
+                self._queue.append(queued)
+                self._queued_rows += len(keys)
+                full = self._queued_rows >= self.batch_size
+        if closed:
+            # Nobody is left to flush it, so write it now rather than drop it.
             with self._write_lock:
-                self._flush_rows({row[self._key]: row for row in rows})
+                self._write_batch([queued])
         elif full:
             self._wake.set()
 
     def is_pending(self, key: str) -> bool:
         with self._buffer_lock:
-            return key in self._buffer or key in self._in_flight
+            return key in self._pending
 
     # -- writing --------------------------------------------------------------------------------
     def flush(self) -> int:
-        """Write everything submitted so far, `batch_size` rows per transaction; return the count.
+        """Write everything submitted so far, about `batch_size` rows per transaction; return the
+        row count.
 
-        Rows submitted while it runs wait for the next flush: under steady traffic, chasing them
+        Items submitted while it runs wait for the next flush: under steady traffic, chasing them
         would write a transaction of a few rows after another and keep the interpreter busy."""
         written = 0
         with self._write_lock:
             with self._buffer_lock:
-                left = len(self._buffer)  # the oldest rows come first, failed ones included
-            while True:
+                left = len(self._queue)
+            while left:
                 with self._buffer_lock:
-                    keys = list(itertools.islice(self._buffer, min(self.batch_size, left)))
-                    left -= len(keys)
-                    batch = {key: self._buffer.pop(key) for key in keys}
-                    self._in_flight = batch
+                    batch, rows = [], 0
+                    while left and rows < self.batch_size:
+                        queued = self._queue.popleft()
+                        batch.append(queued)
+                        rows += len(queued.keys)
+                        left -= 1
+                    self._queued_rows -= rows
+                    self._in_flight_rows = rows
                 try:
-                    if not batch:
-                        return written
-                    written += self._flush_rows(batch)
+                    written += self._write_batch(batch)
                 finally:
                     with self._buffer_lock:
-                        self._in_flight = {}
+                        self._in_flight_rows = 0
+        return written
 
-    def _flush_rows(self, batch: dict[str, dict]) -> int:
-        if not batch:
-            return 0
-        rows = list(batch.values())
+    def _write_batch(self, batch: list[Queued[Item]]) -> int:
+        items = [queued.item for queued in batch]
+        rows = sum(len(queued.keys) for queued in batch)
         if self._prepare is not None:
             try:
-                self._prepare(rows)
+                items = self._prepare(items)
             except Exception:  # enrichment is optional; the rows themselves must still be stored
-                log.exception("%s: preparing a batch of %d rows failed; writing them as they are", self._name, len(rows))
+                log.exception("%s: preparing a batch of %d rows failed; writing them as they are", self._name, rows)
         try:
-            self._write(rows)
+            self._write(items)
         except Exception as err:
             self._failed_writes += 1
             self._last_error = f"{type(err).__name__}: {err}"[:500]
             with self._buffer_lock:
-                # Put them back in front, keeping arrival order, for the next attempt.
-                self._buffer = {**batch, **self._buffer}
-            log.exception("%s: writing %d rows failed; they stay queued", self._name, len(rows))
+                # Back in front, keeping arrival order, for the next attempt.
+                self._queue.extendleft(reversed(batch))
+                self._queued_rows += rows
+            log.exception("%s: writing %d rows failed; they stay queued", self._name, rows)
             raise
-        self._written += len(rows)
+        with self._buffer_lock:
+            for queued in batch:
+                self._pending.difference_update(queued.keys)
+        self._written += rows
         self._last_error = None
         self._last_write_at = time.time()
-        return len(rows)
+        return rows
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -140,7 +153,7 @@ class BatchWriter:
             try:
                 self.flush()
             except Exception:
-                # Logged in _flush_rows; back off one interval instead of spinning on a dead database.
+                # Logged in _write_batch; back off one interval instead of spinning on a dead database.
                 self._stopping.wait(self.interval)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -168,10 +181,10 @@ class BatchWriter:
                 time.sleep(0.5)
         with self._buffer_lock:
             self._closed = True
-        # A row submitted between the last flush and _closed being set would otherwise wait forever.
+        # An item submitted between the last flush and _closed being set would otherwise wait forever.
         self.flush()
 
     def stats(self) -> WriterStats:
         with self._buffer_lock:
-            pending = len(self._buffer) + len(self._in_flight)
+            pending = self._queued_rows + self._in_flight_rows
         return WriterStats(pending, self._written, self._failed_writes, self._last_error, self._last_write_at)

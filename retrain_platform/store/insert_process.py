@@ -3,13 +3,14 @@ requests does not spend its time on the log.
 
 A writer thread in a serving worker shares the GIL with the requests: converting and inserting a
 1,000-row batch there held the interpreter for ~9 ms that a request then waited for. Through this
-process, the thread only serialises the batch (orjson) and waits, without the GIL, for the answer.
+process, the thread only passes on the chunks the requests encoded (see `log_chunks`) and waits,
+without the GIL, for the answer.
 
 Protocol on the child's stdin and stdout: each message is an 8-byte little-endian length and that
 many bytes. The first message to the child is the database URL (not an argument: `ps` would show
-a password); then each message is a batch of rows (`encode_batch`), answered with an empty
-message once it is committed or with the error's text. The child exits when its stdin closes:
-the parent closed it, or died.
+a password); then each message is a batch: chunks of rows, a line each, stored in one transaction
+and answered with an empty message once committed or with the error's text. The child exits when
+its stdin closes: the parent closed it, or died.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ import sys
 import threading
 from typing import BinaryIO
 
-import orjson
-
 from .inserter import PredictionInserter
-from .schema import PREDICTION_COLUMNS, create_store_engine, features_text
+from .schema import create_store_engine
 
 log = logging.getLogger(__name__)
 
@@ -57,32 +56,8 @@ def _receive(stream: BinaryIO) -> bytes:
     return payload
 
 
-def encode_batch(rows: list[dict]) -> bytes:
-    """One line of JSON with every column but the features, then one line per row's features
-    (orjson never writes a raw newline, so the lines split back exactly): the child stores each
-    row's features as they come instead of parsing and writing them again.
-
-    Each line is kept as text, not as orjson's bytes: a bytes answer starts as a buffer too big for
-    Python's small-object allocator, and holding hundreds of them made encoding several times slower.
-    With serving's features already text, a batch encodes in a fraction of a millisecond, in one go:
-    pausing to let requests in every few hundred rows cost more in hand-offs of the interpreter
-    between the writer thread and the requests than the pauses saved them."""
-    lines = [orjson.dumps({name: [row.get(name) for row in rows] for name in PREDICTION_COLUMNS}).decode()]
-    lines += [features_text(row["features"]) for row in rows]
-    return "\n".join(lines).encode()
-
-
-def decode_batch(payload: bytes) -> dict[str, list]:
-    head, *features = payload.split(b"\n")
-    columns = orjson.loads(head)
-    if len(features) != len(columns["prediction_id"]):
-        raise ValueError(f"{len(features)} feature lines for {len(columns['prediction_id'])} predictions")
-    columns["features"] = [line.decode() for line in features]
-    return columns  # times stay ISO 8601 text, which the store's time type takes as it is
-
-
 class InsertProcess:
-    """The parent's side: `insert(rows)` returns once the child committed them, or raises InsertError.
+    """The parent's side: `insert(chunks)` returns once the child committed them, or raises InsertError.
 
     The child starts on the first batch, and again on the next batch after it died (a batch it was
     handling then fails, and the writer keeps its rows for the next attempt)."""
@@ -93,12 +68,12 @@ class InsertProcess:
         self._child: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
-    def insert(self, rows: list[dict]) -> None:
-        payload = encode_batch(rows)
+    def insert(self, chunks: bytes) -> None:
+        """Store chunks of rows, joined by newlines (see `log_chunks`), in one transaction."""
         with self._lock:
             child = self._running_child()
             try:
-                _send(child.stdin, payload)
+                _send(child.stdin, chunks)
                 error = _receive(child.stdout)
             except (OSError, EOFError) as err:
                 self._stop(kill=True)
@@ -116,7 +91,7 @@ class InsertProcess:
         # last flush; it ends when its stdin closes instead.
         command = [sys.executable, "-c", f"from {__name__} import main; main()"]
         self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
-        # A batch (~200 KB for 500 rows) in one write rather than in 64 KiB turns of the two processes.
+        # A batch (hundreds of KB) in one write rather than in 64 KiB turns of the two processes.
         if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux
             with contextlib.suppress(OSError):  # over the system's limit for this user: the default size
                 fcntl.fcntl(self._child.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
@@ -164,7 +139,7 @@ def main() -> None:
             except EOFError:
                 return
             try:
-                inserter.insert_columns(decode_batch(payload))
+                inserter.insert(payload)
                 error = b""
             except Exception as err:  # the parent keeps the rows and retries; it needs to know why
                 log.exception("storing a batch of predictions failed")

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
+from .log_chunks import decode_chunks
 from .schema import features_mapping, features_text, predictions
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,9 @@ class PredictionInserter:
         self._insert_sql = f"INSERT INTO predictions ({', '.join(self._columns)}) VALUES %s"
         self._driver_errors = (dialect.dbapi.IntegrityError, dialect.dbapi.DataError)
 
-    def insert(self, rows: list[dict]) -> None:
-        """Store rows (dicts with the `predictions` columns; other keys are ignored) in one transaction."""
-        self.insert_columns({name: [row.get(name) for row in rows] for name in self._columns})
+    def insert(self, chunks: bytes) -> None:
+        """Store chunks of rows, joined by newlines (see `log_chunks`), in one transaction."""
+        self.insert_columns(decode_chunks(chunks))
 
     def insert_columns(self, columns: dict[str, list]) -> None:
         """Store rows given column by column in one transaction."""

@@ -7,10 +7,9 @@ caller wants to know whether its prediction id exists. Monitoring reads the log 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from .batch_writer import BatchWriter, WriterStats
 from .insert_process import InsertProcess
 from .inserter import PredictionInserter
+from .log_chunks import ShadowModel, encode_chunk, encode_rows, with_shadow_scores
 from .schema import PREDICTION_COLUMNS, create_store_engine, create_tables, is_in_memory, labels, predictions, utcnow
 
 if TYPE_CHECKING:
@@ -29,6 +29,33 @@ log = logging.getLogger(__name__)
 def labelled_share(total: int, labelled: int) -> float | None:
     """The share of `total` predictions that have a label; None when there are none."""
     return labelled / total if total else None
+
+
+class Chunk(NamedTuple):  # a tuple: made once per request
+    """A request's predictions as queued for the writer: encoded, and the model to shadow them with."""
+
+    encoded: bytes
+    shadow: ShadowModel | None = None
+
+
+def _score_shadows(chunks: list[Chunk]) -> list[Chunk]:
+    """Runs in the writer thread, away from the response path: each challenger scores its chunks
+    together. Chunks whose challenger fails are stored without shadow scores rather than not at all."""
+    by_model: dict[int, list[int]] = {}
+    for index, chunk in enumerate(chunks):
+        if chunk.shadow is not None:
+            by_model.setdefault(id(chunk.shadow), []).append(index)
+    scored = list(chunks)
+    for indices in by_model.values():
+        model = chunks[indices[0]].shadow
+        try:
+            shadowed = with_shadow_scores([chunks[index].encoded for index in indices], model)
+        except Exception:
+            log.exception("shadow scoring by version %s failed; storing the predictions without", model.version)
+            continue
+        for index, encoded in zip(indices, shadowed, strict=True):
+            scored[index] = Chunk(encoded)
+    return scored
 
 
 class UnknownPrediction(LookupError):
@@ -54,11 +81,9 @@ class PredictionStore:
         *,
         batch_size: int = 500,
         flush_interval: float = 1.0,
-        prepare: Callable[[list[dict]], None] | None = None,
         insert_process: bool = False,
     ):
-        """`prepare` runs on each batch in the writer thread before it is stored (shadow scoring).
-        With `insert_process`, a process of its own stores the batches (see `insert_process`):
+        """With `insert_process`, a process of its own stores the batches (see `insert_process`):
         for serving, whose interpreter should spend its time on requests."""
         self.url = url
         if insert_process and is_in_memory(url):
@@ -67,9 +92,9 @@ class PredictionStore:
         create_tables(self.engine)
         self._insert_process = InsertProcess(url) if insert_process else None
         insert = self._insert_process.insert if insert_process else PredictionInserter(self.engine).insert
-        self.writer = BatchWriter(
-            insert, key="prediction_id", batch_size=batch_size, interval=flush_interval,
-            prepare=prepare, name="prediction-writer",
+        self.writer: BatchWriter[Chunk] = BatchWriter(
+            lambda chunks: insert(b"\n".join(chunk.encoded for chunk in chunks)), batch_size=batch_size,
+            interval=flush_interval, prepare=_score_shadows, name="prediction-writer",
         )  # fmt: skip
 
     # -- writing --------------------------------------------------------------------------------
@@ -90,10 +115,15 @@ class PredictionStore:
 
     def record(self, prediction: dict) -> None:
         """Queue one prediction (a dict with the `predictions` columns) for the writer thread."""
-        self.writer.submit(prediction)
+        self.record_many([prediction])
 
     def record_many(self, rows: list[dict]) -> None:
-        self.writer.submit_many(rows)
+        self.writer.submit([row["prediction_id"] for row in rows], Chunk(encode_rows(rows)))
+
+    def record_columns(self, columns: dict[str, list], shadow: ShadowModel | None = None) -> None:
+        """Queue predictions given column by column (see `encode_chunk`): serving's way, one call
+        per request. `shadow`, when given, scores the same rows in the writer thread."""
+        self.writer.submit(columns["prediction_id"], Chunk(encode_chunk(columns), shadow))
 
     def stats(self) -> WriterStats:
         return self.writer.stats()
