@@ -19,7 +19,10 @@ Both servers must return the same probability for the flight before anything is 
 from `wrk` (one thread, a small Lua script posting the body) when it is installed, otherwise from
 a closed-loop Python client (threads on http.client); the same client for every measurement. The
 servers run side by side and take turns; each measurement is warmed up, then runs a fixed
-duration, and is repeated for a few rounds (medians reported). A server that logs must store the
+duration, and is repeated for a few rounds (medians reported). The ratios (ours to mlflow, logging
+on to off) are taken within each round, logging on and off back to back in an order swapped every
+round, and their median over the rounds is reported: the machine's speed drifts by more than the
+logging cost over a few minutes. A server that logs must store the
 warm-up's rows before its run starts (so that no run pays for another's backlog), and a backlog
 left after its run counts against it: throughput with logging on is sustained throughput,
 requests / (run + backlog), the backlog being the time the log takes to store its last row beyond
@@ -28,7 +31,7 @@ one flush interval (rows that only wait for the writer's timer are no work left 
 Targets: ours >= 10x mlflow's throughput; one row p50 <= 1.5 ms, p99 <= 5 ms; logging costs
 <= 15 % of throughput; a batch of 1,000 rows p50 <= 20 ms.
 
-    .venv/bin/python benchmarks/serving.py [--seconds 10] [--warmup 3] [--concurrency 4] [--rounds 2] [--workers 2]
+    .venv/bin/python benchmarks/serving.py [--seconds 10] [--warmup 3] [--concurrency 4] [--rounds 3] [--workers 2]
 """
 
 import argparse
@@ -281,6 +284,14 @@ def measure(client, what: str, url: str, body: bytes, connections: int, seconds:
     return result
 
 
+LABELS = {
+    "mlflow": "mlflow models serve, 1 row", "on": "ours, 1 row, logging on", "off": "ours, 1 row, logging off",
+    "thread": "ours, 1 row, log by a thread", "batch": "ours, 1,000 rows, 1 connection, on",
+    "batch_off": "ours, 1,000 rows, 1 connection, off", "batch_thread": "ours, 1,000 rows, 1 connection, thread",
+}  # fmt: skip
+BATCH_SERVERS = {"batch": "on", "batch_off": "off", "batch_thread": "thread"}
+
+
 def verdict(ok: bool) -> str:
     return "OK" if ok else "MISSED"
 
@@ -290,7 +301,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each measurement")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2, help="every measurement this many times, interleaved")
+    parser.add_argument("--rounds", type=int, default=3, help="every measurement this many times, interleaved")
     parser.add_argument("--window-days", type=int, default=365)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of each server (2: as deployed)")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
@@ -333,13 +344,17 @@ def main() -> None:
             # in machine load during the run hits every variant alike; medians over the rounds.
             for i in range(args.rounds):
                 print(f"round {i + 1} of {args.rounds}:", flush=True)
-                for name, label in (("mlflow", "mlflow models serve, 1 row"), ("on", "ours, 1 row, logging on"),
-                                    ("off", "ours, 1 row, logging off"),
-                                    ("thread", "ours, 1 row, log by a thread")):  # fmt: skip
-                    runs[name].append(measure(client, label, urls[name], targets[name][2], c, secs, warm, logs.get(name)))
-                for name, server_name in (("batch", "on"), ("batch_off", "off"), ("batch_thread", "thread")):
-                    label = f"ours, 1,000 rows, 1 connection, {server_name}"
-                    runs[name].append(measure(client, label, urls[server_name] + "/batch", batch, 1, secs, warm,
+                # Logging on and off back to back, their order swapped every round, so that a drift
+                # in the machine's speed during the run favours neither.
+                pairs = (("on", "off"), ("batch", "batch_off"))
+                one_row = ["mlflow", *(pairs[0] if i % 2 == 0 else pairs[0][::-1]), "thread"]
+                batches = [*(pairs[1] if i % 2 == 0 else pairs[1][::-1]), "batch_thread"]
+                for name in one_row:
+                    runs[name].append(measure(client, LABELS[name], urls[name], targets[name][2], c, secs, warm,
+                                              logs.get(name)))  # fmt: skip
+                for name in batches:
+                    server_name = BATCH_SERVERS[name]
+                    runs[name].append(measure(client, LABELS[name], urls[server_name] + "/batch", batch, 1, secs, warm,
                                               logs.get(server_name)))  # fmt: skip
         print(f"load average after: {os.getloadavg()[0]:.2f}")
 
@@ -351,10 +366,20 @@ def main() -> None:
         print(f"  {name:12s} {r['rps']:8.0f} req/s, sustained {r['sustained_rps']:8.0f}   p50 {r['p50_ms']:7.2f} ms"
               f"   p99 {r['p99_ms']:7.2f} ms   log stored {r['drain_s']:.1f} s after the run "
               f"(backlog {r['backlog_s']:.1f} s)")  # fmt: skip
-    mlflow, on, off, batch_result = results["mlflow"], results["on"], results["off"], results["batch"]
-    ratio = on["sustained_rps"] / mlflow["rps"]
-    cost = 1 - on["sustained_rps"] / off["rps"]
-    print("against the targets (ours with logging on unless said; throughput sustained, log stored):")
+    on, batch_result = results["on"], results["batch"]
+
+    def paired(name: str, baseline: str, figure) -> float:
+        """The median over rounds of a figure of two measurements taken in the same round, so that
+        the machine's speed, which drifts over minutes, is nearly the same for both."""
+        per_round = [figure(a, b) for a, b in zip(runs[name], runs[baseline], strict=True)]
+        print(f"  {name} against {baseline}, round by round: {', '.join(f'{x:.3f}' for x in per_round)}")
+        return statistics.median(per_round)
+
+    print("paired figures (throughput sustained, log stored):")
+    ratio = paired("on", "mlflow", lambda a, b: a["sustained_rps"] / b["rps"])
+    cost = paired("on", "off", lambda a, b: 1 - a["sustained_rps"] / b["rps"])
+    thread_cost = paired("thread", "off", lambda a, b: 1 - a["sustained_rps"] / b["rps"])
+    print("against the targets (ours with logging on unless said; medians over the rounds):")
     print(f"  throughput ours/mlflow    {ratio:6.1f}x     (target >= 10x)    {verdict(ratio >= 10)}")
     print(f"  one row p50               {on['p50_ms']:6.2f} ms  (target <= 1.5 ms) {verdict(on['p50_ms'] <= 1.5)}")
     print(f"  one row p99               {on['p99_ms']:6.2f} ms  (target <= 5 ms)   {verdict(on['p99_ms'] <= 5)}")
@@ -362,7 +387,7 @@ def main() -> None:
     print(f"  batch of 1,000 rows p50   {batch_result['p50_ms']:6.2f} ms  (target <= 20 ms)  "
           f"{verdict(batch_result['p50_ms'] <= 20)}   (logging off: {results['batch_off']['p50_ms']:.2f} ms)")  # fmt: skip
     thread = results["thread"]
-    print(f"the log stored by a thread instead: cost {(1 - thread['sustained_rps'] / off['rps']) * 100:.1f} % of throughput, "
+    print(f"the log stored by a thread instead: cost {thread_cost * 100:.1f} % of throughput, "
           f"p99 {thread['p99_ms']:.2f} ms, batch {results['batch_thread']['p50_ms']:.2f} ms")
 
 
