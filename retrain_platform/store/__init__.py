@@ -8,7 +8,7 @@ from .prediction_store import (
     UnknownPrediction,
     labelled_share,
 )
-from .schema import features_mapping, features_text, labels, metadata, predictions
+from .schema import labels, metadata, predictions
 
 __all__ = [
     "BatchWriter",
@@ -17,8 +17,6 @@ __all__ = [
     "PredictionStore",
     "UnknownPrediction",
     "WriterStats",
-    "features_mapping",
-    "features_text",
     "labelled_share",
     "labels",
     "metadata",

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from .log_chunks import decode_chunks
-from .schema import features_mapping, features_text, predictions
+from .schema import features_mapping, predictions
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ class PredictionInserter:
         self._pause = pause
         dialect = engine.dialect
         self._columns = [column.name for column in predictions.columns]
-        # Features may come as JSON text already (see `features_text`); either way text goes out.
-        self._binds = [(c.name, features_text if c.name == "features" else c.type.dialect_impl(dialect).bind_processor(dialect))
+        # Features arrive as the JSON text the log stores (see `log_chunks`): they go out as they are.
+        self._binds = [(c.name, None if c.name == "features" else c.type.dialect_impl(dialect).bind_processor(dialect))
                        for c in predictions.columns]  # fmt: skip
         self._insert_sql = f"INSERT INTO predictions ({', '.join(self._columns)}) VALUES %s"
         self._driver_errors = (dialect.dbapi.IntegrityError, dialect.dbapi.DataError)
@@ -62,7 +62,8 @@ class PredictionInserter:
         self.insert_columns(decode_chunks(chunks))
 
     def insert_columns(self, columns: dict[str, list]) -> None:
-        """Store rows given column by column in one transaction."""
+        """Store rows given column by column, as `decode_chunks` gives them (features as JSON text),
+        in one transaction."""
         try:
             with self.engine.begin() as conn:
                 self._bulk_insert(conn, self._bind_values(columns))

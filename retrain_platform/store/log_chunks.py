@@ -7,8 +7,8 @@ a newline, so chunks joined by newlines split back exactly, wherever they are st
 Encoding a request's predictions this way costs it little (C calls, no Python per row) and leaves
 the writer thread, which shares the interpreter with the requests, nothing to do but pass the bytes
 on. Each row's features arrive as the JSON text the log stores, so the process that stores them
-(the insert process, when there is one) never parses and writes them again: that work, beside a
-1,000-row request, slowed the next request's scoring on the other core.
+(the insert process, when there is one) never parses and writes them again: what it does runs on
+the core that a 1,000-row request's scoring also uses.
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from typing import Protocol
 
 import orjson
 
-from .schema import features_mapping, predictions
+from .schema import PREDICTION_COLUMNS, features_mapping
 
-# Plain str (SQLAlchemy's names are a str subclass that orjson refuses as a key).
-COLUMNS = [str(column.name) for column in predictions.columns]
-HEAD_COLUMNS = [name for name in COLUMNS if name != "features"]
+COLUMNS = [*PREDICTION_COLUMNS, "features"]
 
 
 class ShadowModel(Protocol):
@@ -59,7 +57,7 @@ def decode_chunks(payload: bytes) -> dict[str, list]:
         features = lines[start + 1 : start + 1 + count]
         if len(features) != count:
             raise ValueError(f"{len(features)} feature lines for {count} predictions")
-        for name in HEAD_COLUMNS:
+        for name in PREDICTION_COLUMNS:
             values, given = columns[name], head.get(name)
             if given is not None and len(given) != count:
                 raise ValueError(f"column {name!r} holds {len(given)} values for {count} predictions")

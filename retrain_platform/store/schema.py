@@ -91,12 +91,6 @@ def json_text(value) -> str:
     return orjson.dumps(value).decode()
 
 
-def features_text(features: dict | str) -> str:
-    """A row's features as the log stores them: JSON text. A writer may hand them over as text
-    already (serving does), which then passes as it is."""
-    return features if isinstance(features, str) else json_text(features)
-
-
 def features_mapping(features: dict | str) -> dict:
     """A row's features as a dict, whichever of the two forms it came in."""
     return orjson.loads(features) if isinstance(features, str) else features
