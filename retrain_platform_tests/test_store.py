@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore, UnknownPrediction, metadata
 from retrain_platform.store.insert_process import InsertError, InsertProcess
-from retrain_platform.store.log_chunks import decode_chunks, encode_rows
+from retrain_platform.store.log_chunks import ROW_COLUMNS, decode_chunks, encode_chunk, encode_rows
 from retrain_platform.store.schema import UTCDateTime, is_in_memory
 from retrain_platform_tests.serving_fixtures import postgres_store_url
 
@@ -122,15 +122,17 @@ def test_a_time_is_stored_as_its_instant_in_utc_whatever_its_form(store_url, ins
     paris = timezone(timedelta(hours=1))
     times = [START, START.astimezone(paris) + timedelta(microseconds=1), START - timedelta(microseconds=1),
              (START + timedelta(seconds=1, microseconds=123456)).astimezone(paris)]  # fmt: skip
+    forms = [*times, START.timestamp() + 2.000007]  # and seconds since the epoch, as serving gives them
+    times.append(START + timedelta(seconds=2, microseconds=7))
     store = PredictionStore(store_url, batch_size=100, flush_interval=60, insert_process=insert_process)
-    rows = [prediction(created_at) for created_at in times]
+    rows = [prediction(created_at) for created_at in forms]
     store.record_many(rows)
     store.close()
     for row, created_at in zip(rows, times, strict=True):
         stored = store.get_prediction(row["prediction_id"])["created_at"]
         assert stored == created_at and stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
-    assert store.count_predictions(since=START) == 3  # the one a microsecond before is left out
-    assert store.count_predictions(since=START.astimezone(paris) + timedelta(microseconds=1)) == 2
+    assert store.count_predictions(since=START) == 4  # the one a microsecond before is left out
+    assert store.count_predictions(since=START.astimezone(paris) + timedelta(microseconds=1)) == 3
 
 
 def test_sqlite_stores_a_time_as_sqlalchemy_would():
@@ -142,6 +144,8 @@ def test_sqlite_stores_a_time_as_sqlalchemy_would():
         expected = standard(instant.replace(tzinfo=None))
         as_text = orjson.dumps(instant).decode()[1:-1]
         assert fast(instant) == fast(as_text) == fast(instant.astimezone(timezone(timedelta(hours=-5)))) == expected
+        if instant.year > 1970:  # seconds since the epoch, as serving gives them
+            assert fast(instant.timestamp()) == expected
     assert fast(None) is None
     for naive in (datetime(2026, 3, 1), "2026-03-01T12:00:00"):
         with pytest.raises(ValueError, match="naive datetime"):
@@ -198,20 +202,41 @@ def test_reading_helpers_for_monitoring(store_url, insert_process):
         store.close()
 
 
+def decoded(payload: bytes) -> dict[str, list]:
+    """Decoded rows, column by column."""
+    return dict(zip(ROW_COLUMNS, map(list, zip(*decode_chunks(payload), strict=True)), strict=True))
+
+
 def test_chunks_joined_by_newlines_decode_to_their_rows_in_order():
     one = prediction(score=0.1, carrier="UA", distance=2.5, note="line\nbreak")  # escaped by JSON: no split
-    batch = [prediction(score=0.2), {**prediction(score=0.3), "shadow_version": "4", "shadow_score": 0.35}]
-    payload = b"\n".join([encode_rows([one]), encode_rows(batch)])
-    columns = decode_chunks(payload)
+    later = START + timedelta(minutes=1)
+    shadowed = {**prediction(later, score=0.3), "shadow_version": "4", "shadow_score": 0.35}
+    batch = [prediction(score=0.2, version="2"), shadowed]
+    columns = decoded(b"\n".join([encode_rows([one]), encode_rows(batch)]))
     rows = [one, *batch]
     assert columns["prediction_id"] == [row["prediction_id"] for row in rows]
     assert columns["score"] == [0.1, 0.2, 0.3] and columns["shadow_score"] == [None, None, 0.35]
+    assert columns["model_version"] == ["1", "2", "1"] and columns["shadow_version"] == [None, None, "4"]
     assert [orjson.loads(text) for text in columns["features"]] == [row["features"] for row in rows]
-    assert columns["created_at"] == [START.isoformat()] * 3
-    head, features = encode_rows(batch).split(b"\n", 1)
+    assert columns["created_at"] == [START.isoformat(), START.isoformat(), later.isoformat()]
+
+
+def test_a_chunk_is_rows_that_share_a_version_a_time_and_a_latency():
+    # Serving's request: its time as seconds since the epoch.
+    head = {"prediction_id": ["a", "b"], "score": [0.1, 0.9], "predicted_label": [0, 1], "model_version": "3",
+            "created_at": START.timestamp() + 0.000123, "latency_ms": 0.5}  # fmt: skip
+    chunk = encode_chunk(head, [{"x": 1}, {"x": 2}])
+    at = START.timestamp() + 0.000123
+    assert decode_chunks(chunk) == [
+        ("a", at, "3", '{"x":1}', 0.1, 0, None, None, 0.5), ("b", at, "3", '{"x":2}', 0.9, 1, None, None, 0.5),
+    ]  # fmt: skip
+    times = []
+    decoded_rows = decode_chunks(b"\n".join([chunk, chunk]), time_value=lambda value: times.append(value) or "t")
+    assert times == [at] * 2 and [row[1] for row in decoded_rows] == ["t"] * 4  # converted once per chunk
+    head_line, features = chunk.split(b"\n", 1)
     with pytest.raises(ValueError, match="1 feature lines for 2 predictions"):
-        decode_chunks(head + b"\n" + features.split(b"\n")[0])
-    short = orjson.dumps({**orjson.loads(head), "score": [0.2]})
+        decode_chunks(head_line + b"\n" + features.split(b"\n")[0])
+    short = orjson.dumps({**head, "score": [0.2]})
     with pytest.raises(ValueError, match="column 'score' holds 1 values for 2 predictions"):
         decode_chunks(short + b"\n" + features)
 
@@ -232,8 +257,12 @@ class HalfScores:
         return [row["score"] / 2 for row in rows]
 
 
-def columns_of(rows: list[dict]) -> dict[str, list]:
-    return {name: [row[name] for row in rows] for name in rows[0]}
+def record_request(store: PredictionStore, rows: list[dict], shadow=None) -> None:
+    """As serving records a request: one head with the version, time and latency the rows share."""
+    head = {"prediction_id": [row["prediction_id"] for row in rows], "score": [row["score"] for row in rows],
+            "predicted_label": [row["predicted_label"] for row in rows], "model_version": rows[0]["model_version"],
+            "created_at": rows[0]["created_at"].timestamp(), "latency_ms": rows[0]["latency_ms"]}  # fmt: skip
+    store.record_chunk(head, [row["features"] for row in rows], shadow)
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["scores", "challenger-fails"])
@@ -245,10 +274,10 @@ def test_a_challenger_scores_the_same_rows_when_they_are_written(tmp_path, inser
     for row in shadowed:
         row["features"]["score"] = row["score"]
     plain = [prediction(score=0.6) for _ in range(3)]
-    store.record_columns(columns_of(shadowed[:20]), challenger)  # a batch request
-    store.record_columns(columns_of(plain))  # no challenger
+    record_request(store, shadowed[:20], challenger)  # a batch request
+    record_request(store, plain)  # no challenger
     for row in shadowed[20:]:
-        store.record_columns(columns_of([row]), challenger)  # one-row requests
+        record_request(store, [row], challenger)  # one-row requests
     assert challenger.calls == []  # recording never scores: the writer does, off the request path
     assert store.flush() == 28
     assert challenger.calls == [25]  # every chunk of a batch in one call
@@ -262,6 +291,7 @@ def test_a_challenger_scores_the_same_rows_when_they_are_written(tmp_path, inser
         assert shadow["shadow_version"].eq("2").all() and shadow["shadow_score"].eq(0.4).all()
     assert frame.loc[[row["prediction_id"] for row in plain], "shadow_version"].isna().all()
     assert frame.loc[[row["prediction_id"] for row in plain], "score"].eq(0.6).all()
+    assert frame["created_at"].eq(START).all()  # given as seconds since the epoch
 
 
 def test_a_failed_write_keeps_its_rows_for_the_next_attempt():

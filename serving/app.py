@@ -14,7 +14,6 @@ import os
 import secrets
 import time
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -189,13 +188,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def log(served: Served, ids: list[str], features: list[dict], scores: list[float], labels: list[int],
             started: float) -> None:  # fmt: skip
-        """Queue a request's predictions for the log, column by column: one time and one latency
-        for the whole request, and the challenger (if any) to score them off the response path."""
-        count = len(ids)
-        columns = {"prediction_id": ids, "created_at": [datetime.now(UTC)] * count,
-                   "model_version": [served.version] * count, "features": features, "score": scores,
-                   "predicted_label": labels, "latency_ms": [elapsed_ms(started)] * count}  # fmt: skip
-        app.state.store.record_columns(columns, served.challenger)
+        """Queue a request's predictions for the log: one version, time and latency for the whole
+        request, and the challenger (if any) to score them off the response path."""
+        head = {"prediction_id": ids, "score": scores, "predicted_label": labels, "model_version": served.version,
+                "created_at": time.time(), "latency_ms": elapsed_ms(started)}  # fmt: skip
+        app.state.store.record_chunk(head, features, served.challenger)
 
     # -- predictions ----------------------------------------------------------------------------
     # Bodies are read and validated here rather than by FastAPI (see RequestSchemas); the OpenAPI

@@ -120,10 +120,11 @@ class PredictionStore:
     def record_many(self, rows: list[dict]) -> None:
         self.writer.submit([row["prediction_id"] for row in rows], Chunk(encode_rows(rows)))
 
-    def record_columns(self, columns: dict[str, list], shadow: ShadowModel | None = None) -> None:
-        """Queue predictions given column by column (see `encode_chunk`): serving's way, one call
-        per request. `shadow`, when given, scores the same rows in the writer thread."""
-        self.writer.submit(columns["prediction_id"], Chunk(encode_chunk(columns), shadow))
+    def record_chunk(self, head: dict, features: list[dict], shadow: ShadowModel | None = None) -> None:
+        """Queue predictions given as a chunk's head and each row's features (see `log_chunks`):
+        serving's way, one call per request. `shadow`, when given, scores the same rows in the
+        writer thread."""
+        self.writer.submit(head["prediction_id"], Chunk(encode_chunk(head, features), shadow))
 
     def stats(self) -> WriterStats:
         return self.writer.stats()
