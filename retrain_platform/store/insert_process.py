@@ -131,7 +131,9 @@ def main() -> None:
     os.nice(5)
     logging.basicConfig(level=logging.INFO, format="insert process %(process)d: %(levelname)s %(message)s")
     engine = create_store_engine(_receive(requests).decode())
-    inserter = PredictionInserter(engine, pause=None)  # no requests to let in here
+    # A batch is thousands of microseconds of work on a core the requests share: between slices of
+    # it, the scheduler may give the core back to a request waiting for it.
+    inserter = PredictionInserter(engine, pause=os.sched_yield)
     try:
         while True:
             try:
