@@ -236,6 +236,8 @@ def test_a_chunk_is_rows_that_share_a_version_a_time_and_a_latency():
     head_line, features = chunk.split(b"\n", 1)
     with pytest.raises(ValueError, match="1 feature lines for 2 predictions"):
         decode_chunks(head_line + b"\n" + features.split(b"\n")[0])
+    unscored = decode_chunks(encode_chunk({**head, "shadow_score": None}, [{}, {}]))
+    assert [row[7] for row in unscored] == [None, None]  # a null column is no column
     short = orjson.dumps({**head, "score": [0.2]})
     with pytest.raises(ValueError, match="column 'score' holds 1 values for 2 predictions"):
         decode_chunks(short + b"\n" + features)

@@ -57,7 +57,8 @@ class PredictionInserter:
         except (IntegrityError, DataError, *self._driver_errors):
             # A retried batch whose first commit did land, or one row the database refuses: store
             # the rest one by one rather than block the log behind it. A dead database (an
-            # OperationalError) still raises, and the writer retries the whole batch later.
+            # OperationalError) still raises, and the writer retries the whole batch later. Decoded
+            # again: SQLAlchemy converts the times itself, from the forms the chunks gave.
             rows = [dict(zip(ROW_COLUMNS, row, strict=True)) for row in decode_chunks(chunks)]
             for row in rows:
                 row["features"] = features_mapping(row["features"])

@@ -54,6 +54,11 @@ def encode_rows(rows: Sequence[dict]) -> bytes:
     )
 
 
+def _short_column(head: dict, count: int) -> ValueError:
+    name = next(name for name in PER_ROW if head.get(name) is not None and len(head[name]) != count)
+    return ValueError(f"column {name!r} holds {len(head[name])} values for {count} predictions")
+
+
 def decode_chunks(payload: bytes, time_value: Callable | None = None, pause: Callable[[], None] | None = None,
                   pause_every: int = 100) -> list[tuple]:  # fmt: skip
     """Chunks joined by newlines, as rows: tuples in ROW_COLUMNS order, features as the JSON text
@@ -71,11 +76,11 @@ def decode_chunks(payload: bytes, time_value: Callable | None = None, pause: Cal
         features = lines[start + 1 : start + 1 + count]
         if len(features) != count:
             raise ValueError(f"{len(features)} feature lines for {count} predictions")
-        scores, labels = head["score"], head["predicted_label"]
-        shadow_scores = head.get("shadow_score") or repeat(None, count)
-        if not len(scores) == len(labels) == count or "shadow_score" in head and len(shadow_scores) != count:
-            name, values = next((name, head[name]) for name in PER_ROW if len(head.get(name) or ids) != count)
-            raise ValueError(f"column {name!r} holds {len(values)} values for {count} predictions")
+        scores, labels, shadow_scores = head["score"], head["predicted_label"], head.get("shadow_score")
+        if len(scores) != count or len(labels) != count or shadow_scores is not None and len(shadow_scores) != count:
+            raise _short_column(head, count)
+        if shadow_scores is None:
+            shadow_scores = repeat(None, count)
         # Tuples made by zip, in C: the values a chunk's rows share are repeated, not copied.
         created_at = head["created_at"] if time_value is None else time_value(head["created_at"])
         rows += zip(ids, repeat(created_at), repeat(head["model_version"]),
@@ -95,9 +100,9 @@ def with_shadow_scores(chunks: list[bytes], model: ShadowModel) -> list[bytes]:
     split = [chunk.split(b"\n") for chunk in chunks]
     scores = iter(model.score_rows([orjson.loads(line) for _, *features in split for line in features]))
     shadowed = []
-    for head, *features in split:
-        columns = orjson.loads(head)
-        columns["shadow_version"] = model.version
-        columns["shadow_score"] = [float(next(scores)) for _ in features]
-        shadowed.append(b"\n".join([orjson.dumps(columns), *features]))
+    for head_line, *features in split:
+        head = orjson.loads(head_line)
+        head["shadow_version"] = model.version
+        head["shadow_score"] = [float(next(scores)) for _ in features]
+        shadowed.append(b"\n".join([orjson.dumps(head), *features]))
     return shadowed
