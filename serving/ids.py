@@ -3,26 +3,36 @@
 Version 7 starts with the Unix time in milliseconds, so the ids a server hands out sort by time:
 each insert into the prediction log's primary-key index lands at its right edge instead of on a
 random page (SQLite and PostgreSQL both write fewer pages per batch). The other 74 bits are random.
-`str(uuid.uuid4())` costs about 4 µs; a batch of 1,000 rows takes its random bits from one call to
-the OS's random source and formats them in one pass, several times faster. One id (`/predict`)
+`str(uuid.uuid4())` costs about 4 µs; a batch takes its random bits from one call to the OS's random
+source and writes every id's text with numpy, as one string split at newlines: no Python per id,
+where formatting them one by one cost a 1,000-row batch about a millisecond. One id (`/predict`)
 is one 128-bit integer formatted once: the bulk path's set-up cost more than the id itself.
 """
 
 import os
 import time
 
+import numpy as np
+
+HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+DASHES = [8, 13, 18, 23]
+DIGIT_POSITIONS = [i for i in range(36) if i not in DASHES]  # the 32 hex digits in the 36-character text
+
 
 def prediction_ids(count: int) -> list[str]:
-    raw = bytearray(os.urandom(16 * count))
+    raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
     millis = time.time_ns() // 1_000_000
-    for position, byte in enumerate(millis.to_bytes(6, "big")):  # RFC 9562: unix_ts_ms, 48 bits
-        raw[position::16] = bytes((byte,)) * count
+    raw[:, :6] = np.frombuffer(millis.to_bytes(6, "big"), dtype=np.uint8)  # RFC 9562: unix_ts_ms, 48 bits
     # The version nibble is 7, the variant bits are 10.
-    raw[6::16] = bytes(b & 0x0F | 0x70 for b in raw[6::16])
-    raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])
-    h = raw.hex()
-    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
-            for i in range(0, 32 * count, 32)]  # fmt: skip
+    raw[:, 6] = raw[:, 6] & 0x0F | 0x70
+    raw[:, 8] = raw[:, 8] & 0x3F | 0x80
+    digits = np.empty((count, 32), dtype=np.uint8)
+    digits[:, 0::2], digits[:, 1::2] = raw >> 4, raw & 0x0F
+    text = np.empty((count, 37), dtype=np.uint8)  # each id's text, then a newline
+    text[:, DIGIT_POSITIONS] = HEX_DIGITS[digits]
+    text[:, DASHES] = ord("-")
+    text[:, 36] = ord("\n")
+    return text.tobytes()[:-1].decode("ascii").split("\n")
 
 
 # RFC 9562 version 7: the version nibble (bits 76-79) is 7, the variant (bits 62-63) is 0b10.
