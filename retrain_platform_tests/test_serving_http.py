@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +41,7 @@ from retrain_platform_tests.serving_fixtures import (
 )
 from serving.app import create_app
 from serving.ids import prediction_id, prediction_ids
+from serving.model_holder import ModelHolder
 from serving.schemas import example_row
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -568,6 +570,35 @@ def test_registry_outage_keeps_serving_and_health_says_degraded(client, mlflow_s
     assert client.post("/admin/reload", headers=AUTH).json() == {
         "changed": False, "model_version": production, "challenger_version": None, "registry_error": None,
     }  # fmt: skip
+
+
+def test_stopping_does_not_wait_for_a_registry_that_hangs(mlflow_server, models, monkeypatch):
+    """A registry that takes connections and never answers (the stopped MLflow's port, held by a
+    socket nobody reads): a poll stuck on it must not hold up the shutdown for its timeout."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
+    holder = ModelHolder(models.spec, mlflow_server.url, poll_seconds=0.05)
+    holder.start()
+    assert holder.served.version == models.registry.production_version()
+    mlflow_server.stop()
+    hang = socket.socket()
+    try:
+        hang.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hang.bind(("127.0.0.1", mlflow_server.port))
+        hang.listen(64)  # the kernel completes each connection; no answer ever comes
+
+        def stuck() -> bool:  # polls every 50 ms, but no new one for a second: one waits for an answer
+            seen = holder.status.last_check_at
+            time.sleep(1.0)
+            return holder.status.last_check_at == seen
+
+        wait_for(stuck, what="a poll stuck on the registry")
+        started = time.monotonic()
+        holder.stop()
+        assert time.monotonic() - started < 20  # not the 120 s the stuck poll waits
+        assert holder.served.version == models.registry.production_version()  # what it served is untouched
+    finally:
+        hang.close()  # the stuck request fails now, and its thread ends
+        mlflow_server.start()
 
 
 # -- retraining through Dagster -----------------------------------------------------------------

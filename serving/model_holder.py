@@ -107,10 +107,13 @@ class ModelHolder:
         self._thread = threading.Thread(target=self._poll, name="model-poller", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 2.0) -> None:
+        """Stop polling. A poll still waiting for a registry that does not answer is left behind
+        after `wait` seconds (a daemon thread with nothing to clean up): a shutdown must not wait
+        out the registry's timeouts and retries before the log's last flush."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=wait)
             self._thread = None
 
     def _poll(self) -> None:
