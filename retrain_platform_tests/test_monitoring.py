@@ -128,7 +128,8 @@ def test_sensor_holds_back_while_a_retrain_would_be_refused(served_home):
     any_coverage = from_log.model_copy(update={"retrain_gates": '{"min_label_coverage": 0}'})
     little_new = tick(build_definitions(any_coverage), instance)
     assert not little_new.run_requests
-    rows = ModelRegistry(settings.tracking_uri, FLIGHTS.model_name).window_rows("1")
+    registry = ModelRegistry(settings.tracking_uri, FLIGHTS.model_name)
+    rows = registry.window_rows(registry.version_info("1"))
     assert f"waiting for new evidence: 1,000 predictions labelled since version 1 was trained; a retrain needs {0.25 * rows:,.0f}" in little_new.skip_message
     enough = any_coverage.model_copy(update={"retrain_min_new_label_share": 1_000 / rows})
     assert len(tick(build_definitions(enough), instance).run_requests) == 1

@@ -110,9 +110,8 @@ class ModelRegistry:
         info = self.version_info(version)
         return dict(self.client.get_run(info.run_id).data.metrics) if info.run_id else {}
 
-    def window_rows(self, version: str) -> int | None:
+    def window_rows(self, info: VersionInfo) -> int | None:
         """How many labelled rows the version's window held (train, validation and holdout)."""
-        info = self.version_info(version)
         params = self.client.get_run(info.run_id).data.params if info.run_id else {}
         rows = [int(value) for name, value in params.items() if name.startswith("rows_")]
         return sum(rows) if rows else None

@@ -126,7 +126,7 @@ def _too_little_new_evidence(source: LabelledSource, registry, share: float) -> 
     version = registry.newest_version()
     info = registry.version_info(version)
     counts = source.label_counts(since=info.created_at) if info.created_at else None
-    trained_on = registry.window_rows(version) if counts else None
+    trained_on = registry.window_rows(info) if counts else None
     if not trained_on or counts[1] >= share * trained_on:
         return None
     return (f"waiting for new evidence: {counts[1]:,} predictions labelled since version {version} was trained; "
