@@ -13,7 +13,9 @@ uvicorn's access log off for both:
   prediction logging on (SQLite store), then again with `RETRAIN_PREDICTION_LOGGING=false`, and
   once more with the log stored by a thread in each worker (`RETRAIN_STORE_INSERT_PROCESS=false`,
   for comparison: the default is a process of its own);
-- ours: `POST /predict/batch` with 1,000 rows, one request at a time (latency), logging on and off.
+- ours: `POST /predict/batch` with 1,000 rows, one request at a time (latency), logging on and off;
+  then, once the servers have stopped, each stage of that path timed alone in this process
+  (validation, encoding, scoring, ids, the log's chunk), to show what the latency is made of.
 
 Both servers must return the same probability for the flight before anything is timed. Load comes
 from `wrk` (one thread, a small Lua script posting the body) when it is installed, otherwise from
@@ -115,6 +117,39 @@ def request_bodies(spec, predictor, holdout) -> tuple[bytes, bytes, bytes, float
     ours = json.dumps(raw(flight)[0]).encode()
     batch = json.dumps({"rows": raw(holdout.head(1_000))}).encode()
     return ours, json.dumps(mlflow_body).encode(), batch, float(predictor.scores(flight)[0])
+
+
+def batch_stages(spec, predictor, batch: bytes, repeats: int = 50) -> dict[str, float]:
+    """Each stage of serving's path for the 1,000-row batch, timed alone in this process (median ms
+    of `repeats`): what the HTTP latency is made of, besides HTTP and the hop to a worker thread."""
+    from retrain_platform.store.log_chunks import encode_chunk
+    from serving.ids import prediction_ids
+    from serving.schemas import request_schemas
+
+    schema = request_schemas(spec, 1_000).batch
+    rows = schema.validate_json(batch)["rows"]
+    encoded = predictor.encoder.rows(rows)
+    scores = predictor.score_encoded(encoded).tolist()
+    ids = prediction_ids(len(rows))
+    head = {"prediction_id": ids, "score": scores, "predicted_label": [int(x >= 0.5) for x in scores],
+            "model_version": "1", "created_at": time.time(), "latency_ms": 1.0}  # fmt: skip
+    stages = {
+        "validate (pydantic, from the body's bytes)": lambda: schema.validate_json(batch),
+        "encode the rows": lambda: predictor.encoder.rows(rows),
+        "score (LightGBM, every core)": lambda: predictor.score_encoded(encoded),
+        "prediction ids": lambda: prediction_ids(len(rows)),
+        "the log's chunk": lambda: encode_chunk(head, rows),
+    }
+    timings = {}
+    for name, stage in stages.items():
+        stage()
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            stage()
+            samples.append(time.perf_counter() - start)
+        timings[name] = statistics.median(samples) * 1000
+    return timings
 
 
 # -- servers ----------------------------------------------------------------------------------------
@@ -357,6 +392,7 @@ def main() -> None:
                     runs[name].append(measure(client, LABELS[name], urls[server_name] + "/batch", batch, 1, secs, warm,
                                               logs.get(server_name)))  # fmt: skip
         print(f"load average after: {os.getloadavg()[0]:.2f}")
+        stages = batch_stages(spec, predictor, batch)  # after the servers stopped: this process alone
 
     keys = ("rps", "sustained_rps", "p50_ms", "p99_ms", "drain_s", "backlog_s")
     results = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
@@ -386,6 +422,10 @@ def main() -> None:
     print(f"  logging cost              {cost * 100:6.1f} %   (target <= 15 %)   {verdict(cost <= 0.15)}")
     print(f"  batch of 1,000 rows p50   {batch_result['p50_ms']:6.2f} ms  (target <= 20 ms)  "
           f"{verdict(batch_result['p50_ms'] <= 20)}   (logging off: {results['batch_off']['p50_ms']:.2f} ms)")  # fmt: skip
+    print("a 1,000-row batch in this process, stage by stage (median ms of 50; the HTTP figure adds the rest):")
+    for name, ms in stages.items():
+        print(f"  {name:44s} {ms:6.2f} ms")
+    print(f"  {'sum':44s} {sum(stages.values()):6.2f} ms")
     thread = results["thread"]
     print(f"the log stored by a thread instead: cost {thread_cost * 100:.1f} % of throughput, "
           f"p99 {thread['p99_ms']:.2f} ms, batch {results['batch_thread']['p50_ms']:.2f} ms")

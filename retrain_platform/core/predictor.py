@@ -124,11 +124,13 @@ class Predictor:
         return pd.DataFrame(self.encoder.frame(frame), columns=self.encoder.names)
 
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
-        encoded = self.encoder.frame(frame)
-        return self.booster.predict(encoded, num_threads=_threads(len(encoded)))
+        return self.score_encoded(self.encoder.frame(frame))
 
     def score_rows(self, rows: list[dict]) -> np.ndarray:
-        encoded = self.encoder.rows(rows)
+        return self.score_encoded(self.encoder.rows(rows))
+
+    def score_encoded(self, encoded: np.ndarray) -> np.ndarray:
+        """Rows as the encoder gives them: a column per feature, in the spec's order."""
         return self.booster.predict(encoded, num_threads=_threads(len(encoded)))
 
     def score_one(self, row: dict) -> float:
