@@ -58,6 +58,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO))  # `serving` is the app's package, not this file
 HOST = "127.0.0.1"
 FLUSH_SECONDS = 1.0  # the prediction store's flush interval (its default), set on our servers
 
