@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -379,6 +380,21 @@ os.kill(os.getpid(), signal.SIGKILL)
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child)
+
+
+def test_the_insert_process_is_out_of_reach_of_ctrl_c_but_scheduled_with_the_server(tmp_path):
+    """A process group of its own (a terminal's Ctrl-C goes to the server's group, not to it), in
+    the server's session (Linux gives each session an equal share of the CPU under autogroup
+    scheduling: a session of its own would weigh as much as every worker together)."""
+    store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}", insert_process=True)
+    try:
+        store.record(prediction())
+        store.flush()
+        child = store._insert_process._child.pid
+        assert os.getpgid(child) == child != os.getpgid(0)
+        assert os.getsid(child) == os.getsid(0)
+    finally:
+        store.close()
 
 
 def _alive(pid: int) -> bool:
