@@ -553,7 +553,7 @@ def test_promotion_is_picked_up_under_load_without_a_failed_request(client, serv
 
 
 def test_registry_outage_keeps_serving_and_health_says_degraded(client, mlflow_server, models):
-    production, _ = served_versions(models)
+    production, challenger = served_versions(models)
     mlflow_server.stop()
     try:
         health = wait_for(lambda: (h := client.get("/health").json())["status"] == "degraded" and h, what="degraded")
@@ -568,7 +568,7 @@ def test_registry_outage_keeps_serving_and_health_says_degraded(client, mlflow_s
         mlflow_server.start()
     wait_for(lambda: client.get("/health").json()["status"] == "ok", what="recovery after the registry is back")
     assert client.post("/admin/reload", headers=AUTH).json() == {
-        "changed": False, "model_version": production, "challenger_version": None, "registry_error": None,
+        "changed": False, "model_version": production, "challenger_version": challenger, "registry_error": None,
     }  # fmt: skip
 
 
