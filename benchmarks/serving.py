@@ -132,7 +132,7 @@ def batch_stages(spec, predictor, batch: bytes, repeats: int = 50) -> dict[str, 
     encoded = predictor.encoder.rows(rows)
     scores = predictor.score_encoded(encoded).tolist()
     ids = prediction_ids(len(rows))
-    head = {"prediction_id": ids, "score": scores, "predicted_label": [int(x >= 0.5) for x in scores],
+    head = {"prediction_id": ids, "score": scores, "predicted_label": [int(x >= predictor.threshold) for x in scores],
             "model_version": "1", "created_at": time.time(), "latency_ms": 1.0}  # fmt: skip
     stages = {
         "validate (pydantic, from the body's bytes)": lambda: schema.validate_json(batch),

@@ -641,7 +641,7 @@ def test_prediction_ids_are_unique_time_ordered_version_7_uuids(make_ids):
     time.sleep(0.002)
     later = make_ids(10)
     [one] = make_ids(1)
-    assert len(set(ids)) == 5_000 and uuid.UUID(one).version == 7
+    assert len(set(ids)) == 5_000 and uuid.UUID(one).version == 7 and make_ids(0) == []
     parsed = [uuid.UUID(value) for value in ids]
     assert {u.version for u in parsed} == {7} and {u.variant for u in parsed} == {uuid.RFC_4122}
     assert [str(u) for u in parsed] == ids  # canonical lower-case text, as the store keeps it

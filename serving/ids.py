@@ -32,7 +32,7 @@ def prediction_ids(count: int) -> list[str]:
     text[:, DIGIT_POSITIONS] = HEX_DIGITS[digits]
     text[:, DASHES] = ord("-")
     text[:, 36] = ord("\n")
-    return text.tobytes()[:-1].decode("ascii").split("\n")
+    return text.tobytes().decode("ascii").splitlines()
 
 
 # RFC 9562 version 7: the version nibble (bits 76-79) is 7, the variant (bits 62-63) is 0b10.
