@@ -1,6 +1,6 @@
 """Writes queued items in batches on a background thread, so the request path only appends to a queue.
 
-An item stands for one or more rows (one request's predictions, say), named by their keys. Items
+An item stands for one or more rows (one request's predictions, say), counted when it is queued. Items
 are written in transactions of about `batch_size` rows, as soon as that many are queued or
 `interval` seconds after the last write, whichever comes first. A failed write keeps its items and
 retries at the next interval; `close()` writes whatever is left, so a graceful shutdown loses nothing.
@@ -12,9 +12,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,6 @@ class WriterStats:
     failed_writes: int
     last_error: str | None
     last_write_at: float | None
-
-
-class Queued(NamedTuple, Generic[Item]):  # a tuple: made once per request
-    keys: Sequence[str]
-    item: Item
 
 
 class BatchWriter(Generic[Item]):
@@ -52,11 +47,11 @@ class BatchWriter(Generic[Item]):
         self.batch_size = batch_size
         self.interval = interval
         self._name = name
-        self._queue: deque[Queued[Item]] = deque()  # oldest first, failed ones put back in front
+        # (rows, item), oldest first, failed ones put back in front. A plain tuple, and no record of
+        # which rows are queued: this runs on every request, and each object it makes costs there.
+        self._queue: deque[tuple[int, Item]] = deque()
         self._queued_rows = 0
         self._in_flight_rows = 0
-        # Keys of the rows queued or being written: the pending check for a row is one set lookup.
-        self._pending: set[str] = set()
         self._buffer_lock = threading.Lock()
         # Held for a whole write: whoever holds it next sees everything written before.
         self._write_lock = threading.Lock()
@@ -70,15 +65,14 @@ class BatchWriter(Generic[Item]):
         self._last_write_at: float | None = None
 
     # -- request path ---------------------------------------------------------------------------
-    def submit(self, keys: Sequence[str], item: Item) -> None:
-        """Queue an item that holds the rows named by `keys`."""
-        queued = Queued(keys, item)
+    def submit(self, item: Item, rows: int = 1) -> None:
+        """Queue an item that holds `rows` rows."""
+        queued = (rows, item)
         with self._buffer_lock:
-            self._pending.update(keys)
             closed = self._closed
             if not closed:
                 self._queue.append(queued)
-                self._queued_rows += len(keys)
+                self._queued_rows += rows
                 full = self._queued_rows >= self.batch_size
         if closed:
             # Nobody is left to flush it, so write it now rather than drop it.
@@ -86,10 +80,6 @@ class BatchWriter(Generic[Item]):
                 self._write_batch([queued])
         elif full:
             self._wake.set()
-
-    def is_pending(self, key: str) -> bool:
-        with self._buffer_lock:
-            return key in self._pending
 
     # -- writing --------------------------------------------------------------------------------
     def flush(self) -> int:
@@ -108,7 +98,7 @@ class BatchWriter(Generic[Item]):
                     while left and rows < self.batch_size:
                         queued = self._queue.popleft()
                         batch.append(queued)
-                        rows += len(queued.keys)
+                        rows += queued[0]
                         left -= 1
                     self._queued_rows -= rows
                     self._in_flight_rows = rows
@@ -119,9 +109,9 @@ class BatchWriter(Generic[Item]):
                         self._in_flight_rows = 0
         return written
 
-    def _write_batch(self, batch: list[Queued[Item]]) -> int:
-        items = [queued.item for queued in batch]
-        rows = sum(len(queued.keys) for queued in batch)
+    def _write_batch(self, batch: list[tuple[int, Item]]) -> int:
+        items = [item for _, item in batch]
+        rows = sum(rows for rows, _ in batch)
         if self._prepare is not None:
             try:
                 items = self._prepare(items)
@@ -138,9 +128,6 @@ class BatchWriter(Generic[Item]):
                 self._queued_rows += rows
             log.exception("%s: writing %d rows failed; they stay queued", self._name, rows)
             raise
-        with self._buffer_lock:
-            for queued in batch:
-                self._pending.difference_update(queued.keys)
         self._written += rows
         self._last_error = None
         self._last_write_at = time.time()

@@ -118,22 +118,31 @@ class PredictionStore:
         self.record_many([prediction])
 
     def record_many(self, rows: list[dict]) -> None:
-        self.writer.submit([row["prediction_id"] for row in rows], Chunk(encode_rows(rows)))
+        self.writer.submit(Chunk(encode_rows(rows)), len(rows))
 
     def record_chunk(self, head: dict, features: list[dict], shadow: ShadowModel | None = None) -> None:
         """Queue predictions given as a chunk's head and each row's features (see `log_chunks`):
         serving's way, one call per request. `shadow`, when given, scores the same rows in the
         writer thread."""
-        self.writer.submit(head["prediction_id"], Chunk(encode_chunk(head, features), shadow))
+        self.writer.submit(Chunk(encode_chunk(head, features), shadow), len(features))
 
     def stats(self) -> WriterStats:
         return self.writer.stats()
 
     def add_label(self, prediction_id: str, label: int, labelled_at: datetime | None = None) -> LabelRecord:
         """Attach the true outcome to a logged prediction; raises UnknownPrediction or DuplicateLabel."""
-        if self.writer.is_pending(prediction_id):
-            self.flush()  # the label may arrive before the writer thread stored its prediction
         labelled_at = labelled_at or utcnow()
+        try:
+            return self._add_label(prediction_id, int(label), labelled_at)
+        except UnknownPrediction:
+            # The label may have come before the writer stored its prediction: store what is queued
+            # and look again. (Only a miss pays for this; the request path keeps no list of ids.)
+            if not self.writer.stats().pending:
+                raise
+            self.flush()
+            return self._add_label(prediction_id, int(label), labelled_at)
+
+    def _add_label(self, prediction_id: str, label: int, labelled_at: datetime) -> LabelRecord:
         with self.engine.begin() as conn:
             version = conn.execute(
                 sa.select(predictions.c.model_version).where(predictions.c.prediction_id == prediction_id)
@@ -144,12 +153,10 @@ class PredictionStore:
             if existing is not None:
                 raise DuplicateLabel(f"prediction {prediction_id!r} is already labelled {existing.label}")
             try:
-                conn.execute(
-                    labels.insert().values(prediction_id=prediction_id, label=int(label), labelled_at=labelled_at)
-                )
+                conn.execute(labels.insert().values(prediction_id=prediction_id, label=label, labelled_at=labelled_at))
             except IntegrityError as err:  # a concurrent label for the same id won the race
                 raise DuplicateLabel(f"prediction {prediction_id!r} is already labelled") from err
-        return LabelRecord(prediction_id, int(label), labelled_at, version)
+        return LabelRecord(prediction_id, label, labelled_at, version)
 
     # -- reading, for monitoring ---------------------------------------------------------------
     def count_predictions(self, since: datetime | None = None) -> int:
