@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore, UnknownPrediction, metadata
 from retrain_platform.store.insert_process import InsertError, InsertProcess
 from retrain_platform.store.log_chunks import ROW_COLUMNS, decode_chunks, encode_chunk, encode_rows
+from retrain_platform.store.prediction_store import SPILL_BATCHES
 from retrain_platform.store.schema import UTCDateTime, is_in_memory
 from retrain_platform_tests.serving_fixtures import postgres_store_url
 
@@ -389,7 +390,8 @@ os.kill(os.getpid(), signal.SIGKILL)
 def test_the_insert_process_is_out_of_reach_of_ctrl_c_but_scheduled_with_the_server(tmp_path):
     """A process group of its own (a terminal's Ctrl-C goes to the server's group, not to it), in
     the server's session (Linux gives each session an equal share of the CPU under autogroup
-    scheduling: a session of its own would weigh as much as every worker together)."""
+    scheduling: a session of its own would weigh as much as every worker together), and only on
+    CPU that nothing else wants."""
     store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}", insert_process=True)
     try:
         store.record(prediction())
@@ -397,6 +399,27 @@ def test_the_insert_process_is_out_of_reach_of_ctrl_c_but_scheduled_with_the_ser
         child = store._insert_process._child.pid
         assert os.getpgid(child) == child != os.getpgid(0)
         assert os.getsid(child) == os.getsid(0)
+        assert os.sched_getscheduler(child) == os.SCHED_IDLE
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("insert_process", [True, False], ids=["process", "thread"])
+def test_a_log_far_behind_is_stored_by_the_server_itself_until_it_catches_up(tmp_path, insert_process):
+    """The insert process runs only on idle CPU; on a machine busy for long it could fall behind
+    without bound, so past SPILL_BATCHES batches queued the writer stores them itself."""
+    store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}", batch_size=10, flush_interval=60,
+                            insert_process=insert_process)  # fmt: skip
+    try:
+        rows = [prediction() for _ in range(10 * (SPILL_BATCHES + 3))]  # 23 batches queued, the mark is 20
+        for row in rows:
+            store.record(row)
+        assert store.flush() == len(rows)
+        # The first batches went while more than 20 were queued; the rest through the insert process.
+        assert store.spilled_batches == (3 if insert_process else 0)
+        assert store.count_predictions() == len(rows)
+        if insert_process:
+            assert store._insert_process._child is not None  # it stored the batches after the spill
     finally:
         store.close()
 

@@ -91,7 +91,7 @@ class InsertProcess:
         # server's last flush; it ends when its stdin closes instead. The server's session, not a
         # new one: Linux's autogroup scheduling gives each session an equal share of the CPU, so in
         # a session of its own this process weighed as much as all the workers together, whatever
-        # its nice value, and took their cores while requests waited (one-row p99 went up by half).
+        # its priority, and took their cores while requests waited (one-row p99 went up by half).
         command = [sys.executable, "-c", f"from {__name__} import main; main()"]
         self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0)
         # A batch (hundreds of KB) in one write rather than in 64 KiB turns of the two processes.
@@ -130,8 +130,15 @@ def main() -> None:
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # anything printed goes to stderr, never into a reply
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Below the serving worker: on a busy machine the log can wait a few milliseconds, a request should not.
-    os.nice(5)
+    # Only CPU that nothing else wants: a request should never wait for the log. At nice 5 this
+    # process still took a core from the workers whenever it woke, and the benchmark's logging
+    # cost (its backlog counted) was higher than with SCHED_IDLE, under which it stores the rows in
+    # the gaps between requests. Should it fall far behind on a machine busy for long, the server
+    # stores batches itself (see PredictionStore).
+    if hasattr(os, "sched_setscheduler"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:  # macOS
+        os.nice(19)
     logging.basicConfig(level=logging.INFO, format="insert process %(process)d: %(levelname)s %(message)s")
     engine = create_store_engine(_receive(requests).decode())
     # A batch is thousands of microseconds of work on a core the requests share: between slices of

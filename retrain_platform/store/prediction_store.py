@@ -58,6 +58,12 @@ def _score_shadows(chunks: list[Chunk]) -> list[Chunk]:
     return scored
 
 
+# Rows queued beyond which the writer stores batches in its own thread, at the server's priority,
+# instead of through the insert process, which only gets CPU that nothing else wants (see
+# insert_process): on a machine busy for long, the log must not fall behind without bound.
+SPILL_BATCHES = 20
+
+
 class UnknownPrediction(LookupError):
     """No prediction with this id was ever logged."""
 
@@ -91,11 +97,32 @@ class PredictionStore:
         self.engine = create_store_engine(url)
         create_tables(self.engine)
         self._insert_process = InsertProcess(url) if insert_process else None
-        insert = self._insert_process.insert if insert_process else PredictionInserter(self.engine).insert
+        self._inserter = PredictionInserter(self.engine)
+        self._spill_above = SPILL_BATCHES * batch_size
+        self.spilled_batches = 0  # batches the writer stored itself although an insert process was there
+        self._spilling = False
         self.writer: BatchWriter[Chunk] = BatchWriter(
-            lambda chunks: insert(b"\n".join(chunk.encoded for chunk in chunks)), batch_size=batch_size,
-            interval=flush_interval, prepare=_score_shadows, name="prediction-writer",
+            self._insert, batch_size=batch_size, interval=flush_interval, prepare=_score_shadows,
+            name="prediction-writer",
         )  # fmt: skip
+
+    def _insert(self, chunks: list[Chunk]) -> None:
+        """Store a batch: through the insert process while the log keeps up, else in this thread."""
+        payload = b"\n".join(chunk.encoded for chunk in chunks)
+        if self._insert_process is None:
+            self._inserter.insert(payload)
+            return
+        pending = self.writer.stats().pending
+        if pending > self._spill_above:
+            if not self._spilling:
+                log.warning("the prediction log is %d rows behind: the server stores them itself until it "
+                            "catches up", pending)  # fmt: skip
+            self._spilling = True
+            self.spilled_batches += 1
+            self._inserter.insert(payload)
+            return
+        self._spilling = False
+        self._insert_process.insert(payload)
 
     # -- writing --------------------------------------------------------------------------------
     def start(self) -> None:
