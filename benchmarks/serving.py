@@ -26,11 +26,14 @@ on to off) are taken within each round, logging on and off back to back in an or
 round, and their median over the rounds is reported: the machine's speed drifts by more than the
 logging cost over a few minutes. The logging cost itself comes from a measurement of its own, after
 the rounds: logging on and off in short slices (default 2 s) that alternate, many pairs of them,
-the cost being the median over the pairs, so that a drift slower than a slice cancels out. A server that logs must store the
-warm-up's rows before its run starts (so that no run pays for another's backlog), and a backlog
-left after its run counts against it: throughput with logging on is sustained throughput,
-requests / (run + backlog), the backlog being the time the log takes to store its last row beyond
-one flush interval (rows that only wait for the writer's timer are no work left undone).
+the cost being the median over the pairs, so that a drift slower than a slice cancels out. A server
+that logs must store the warm-up's rows before its run starts (so that no run pays for another's
+backlog), and the work its log leaves for after its run counts against it: throughput with logging
+on is sustained throughput, requests / (run + backlog), the backlog being the CPU time the server's
+processes (workers, insert processes) spend from the run's end until the log stops growing,
+divided by the machine's cores: that work would otherwise have served requests. (Not the wall time
+of the drain: the insert process runs at idle priority, and on the idle machine after a run it
+catches up faster than it could have during the run.)
 
 Targets: ours >= 10x mlflow's throughput; one row p50 <= 1.5 ms, p99 <= 5 ms; logging costs
 <= 15 % of throughput; a batch of 1,000 rows p50 <= 20 ms.
@@ -58,6 +61,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -169,9 +173,14 @@ def post(url: str, body: bytes) -> dict:
         return json.loads(response.read())
 
 
+class Running(NamedTuple):
+    url: str  # the base URL
+    pid: int  # the process the command started: uvicorn's supervisor, say
+
+
 @contextlib.contextmanager
-def server(name: str, command: list[str], env: dict, ready_url: str, log_dir: Path) -> Iterator[str]:
-    """Run `command` in its own process group until the block ends; yields its base URL."""
+def server(name: str, command: list[str], env: dict, ready_url: str, log_dir: Path) -> Iterator[Running]:
+    """Run `command` in its own process group until the block ends."""
     log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed below, after the process
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "UVICORN_ACCESS_LOG": "false", **env}
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -188,7 +197,7 @@ def server(name: str, command: list[str], env: dict, ready_url: str, log_dir: Pa
                         break
             except OSError:
                 time.sleep(0.2)
-        yield ready_url.rsplit("/", 1)[0]
+        yield Running(ready_url.rsplit("/", 1)[0], process.pid)
     finally:
         # mlflow starts uvicorn as a child: stop the whole group this process leads.
         with contextlib.suppress(ProcessLookupError):
@@ -303,23 +312,50 @@ def log_drain_seconds(db: Path, quiet: float = FLUSH_SECONDS + 0.5, poll: float 
     return changed - start
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time (user and system) of a process and every descendant alive now (Linux's /proc)."""
+    children: dict[int, list[int]] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # it exited meanwhile
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+            used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += used.get(pid, 0.0)
+        todo += children.get(pid, [])
+    return total
+
+
+class ServerLog(NamedTuple):
+    db: Path  # the server's SQLite prediction log
+    pid: int  # its process: the log's work is done by it and its descendants
+
+
 def measure(client, what: str, url: str, body: bytes, connections: int, seconds: float, warmup: float,
-            log: Path | None = None) -> dict:  # fmt: skip
-    """Warm up, then a timed run. With `log` (the server's prediction log), the warm-up's rows are
-    stored before the run starts, and the run's own backlog counts: the sustained throughput is
-    requests / (run + backlog)."""
+            log: ServerLog | None = None) -> dict:  # fmt: skip
+    """Warm up, then a timed run. With `log`, the warm-up's rows are stored before the run starts,
+    and the work the run leaves to the log counts: the sustained throughput is
+    requests / (run + backlog), the backlog being the CPU the server spent from the run's end until
+    the log stopped growing, over the machine's cores."""
     client.run(url, body, connections, warmup)
     if log is not None:
-        log_drain_seconds(log)
+        log_drain_seconds(log.db)
     result = client.run(url, body, connections, seconds)
     if result["errors"]:
         raise RuntimeError(f"{what}: {result['errors']} failed requests of {result['requests']}")
-    result["drain_s"] = log_drain_seconds(log) if log is not None else 0.0
-    # The last rows of a run wait up to one flush interval for the writer's timer: latency of the
-    # log, not work left undone. What the drain takes beyond that is backlog.
-    result["backlog_s"] = max(0.0, result["drain_s"] - FLUSH_SECONDS)
+    result["drain_s"], result["backlog_s"] = log_backlog(log) if log is not None else (0.0, 0.0)
     result["sustained_rps"] = result["requests"] / (result["seconds"] + result["backlog_s"])
-    drained = f", log stored {result['drain_s']:.1f} s later" if log is not None else ""
+    drained = (f", log stored {result['drain_s']:.1f} s later, backlog {result['backlog_s'] * 1000:.0f} ms"
+               if log is not None else "")  # fmt: skip
     print(f"  {what:34s} {result['rps']:8.0f} req/s   p50 {result['p50_ms']:7.2f} ms   p99 {result['p99_ms']:7.2f} ms"
           f"   ({result['requests']} requests{drained})", flush=True)  # fmt: skip
     return result
@@ -333,7 +369,15 @@ LABELS = {
 BATCH_SERVERS = {"batch": "on", "batch_off": "off", "batch_thread": "thread"}
 
 
-def logging_cost_slices(client, on_url: str, off_url: str, body: bytes, log: Path, connections: int,
+def log_backlog(log: ServerLog) -> tuple[float, float]:
+    """(seconds until the log stopped growing, the backlog: CPU seconds the server spent meanwhile,
+    over the machine's cores). Call it as the run ends."""
+    cpu = tree_cpu_seconds(log.pid)
+    drain = log_drain_seconds(log.db)
+    return drain, (tree_cpu_seconds(log.pid) - cpu) / (os.cpu_count() or 1)
+
+
+def logging_cost_slices(client, on_url: str, off_url: str, body: bytes, log: ServerLog, connections: int,
                         pairs: int, seconds: float) -> list[float]:  # fmt: skip
     """The logging cost, 1 - sustained(on) / off, of each of `pairs` pairs of short slices, logging
     on and off back to back, their order swapped every pair. Each logging slice starts with the
@@ -344,11 +388,11 @@ def logging_cost_slices(client, on_url: str, off_url: str, body: bytes, log: Pat
         result = {}
         for name in order:
             if name == "on":
-                log_drain_seconds(log)
+                log_drain_seconds(log.db)
             run = client.run(on_url if name == "on" else off_url, body, connections, seconds)
             if run["errors"]:
                 raise RuntimeError(f"logging {name}: {run['errors']} failed requests of {run['requests']}")
-            backlog = max(0.0, log_drain_seconds(log) - FLUSH_SECONDS) if name == "on" else 0.0
+            backlog = log_backlog(log)[1] if name == "on" else 0.0
             result[name] = run["requests"] / (run["seconds"] + backlog)
         costs.append(1 - result["on"] / result["off"])
     return costs
@@ -392,14 +436,15 @@ def main() -> None:
         }
         measured = ("mlflow", "on", "off", "thread", "batch", "batch_off", "batch_thread")
         runs: dict[str, list[dict]] = {name: [] for name in measured}
-        # Each logging server's SQLite log, read to wait for its backlog.
-        logs = {name: Path(env["RETRAIN_PREDICTION_STORE_URL"].removeprefix("sqlite:///"))
-                for name, ((_, env, _), *_) in targets.items() if env.get("RETRAIN_PREDICTION_LOGGING") == "true"}
+        logs: dict[str, ServerLog] = {}  # each logging server's log, read to wait for its backlog
         with contextlib.ExitStack() as stack:
             urls = {}
             for name, ((command, env, ready), path, body, field) in targets.items():
-                base = stack.enter_context(server(name, command, env, ready, folder))
-                urls[name] = base + path
+                running = stack.enter_context(server(name, command, env, ready, folder))
+                urls[name] = running.url + path
+                if env.get("RETRAIN_PREDICTION_LOGGING") == "true":
+                    logs[name] = ServerLog(Path(env["RETRAIN_PREDICTION_STORE_URL"].removeprefix("sqlite:///")),
+                                           running.pid)  # fmt: skip
                 answer = post(urls[name], body)[field]
                 answer = answer[0] if isinstance(answer, list) else answer
                 assert abs(answer - expected) < 1e-9, (name, answer, expected)
@@ -430,12 +475,12 @@ def main() -> None:
 
     keys = ("rps", "sustained_rps", "p50_ms", "p99_ms", "drain_s", "backlog_s")
     results = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
-    print(f"medians over {args.rounds} round(s) (sustained: requests / (run + backlog), the backlog being what the log "
-          f"took to store after the run beyond one flush interval, {FLUSH_SECONDS:g} s):")
+    print(f"medians over {args.rounds} round(s) (sustained: requests / (run + backlog), the backlog being the CPU the "
+          f"server spent after the run until its log stopped growing, over {os.cpu_count()} cores):")
     for name, r in results.items():
         print(f"  {name:12s} {r['rps']:8.0f} req/s, sustained {r['sustained_rps']:8.0f}   p50 {r['p50_ms']:7.2f} ms"
               f"   p99 {r['p99_ms']:7.2f} ms   log stored {r['drain_s']:.1f} s after the run "
-              f"(backlog {r['backlog_s']:.1f} s)")  # fmt: skip
+              f"(backlog {r['backlog_s'] * 1000:.0f} ms)")  # fmt: skip
     on, batch_result = results["on"], results["batch"]
 
     def paired(name: str, baseline: str, figure) -> float:
