@@ -24,9 +24,11 @@ servers run side by side and take turns; each measurement is warmed up, then run
 duration, and is repeated for a few rounds (medians reported). The ratios (ours to mlflow, logging
 on to off) are taken within each round, logging on and off back to back in an order swapped every
 round, and their median over the rounds is reported: the machine's speed drifts by more than the
-logging cost over a few minutes. The logging cost itself comes from a measurement of its own, after
-the rounds: logging on and off in short slices (default 2 s) that alternate, many pairs of them,
-the cost being the median over the pairs, so that a drift slower than a slice cancels out. A server
+logging cost over a few minutes. After the rounds, logging on and off alternate in short slices
+(default 2 s), many pairs of them, for the logging cost in bursts: the insert process, at idle
+priority, catches up between them, which under the rounds' sustained load it cannot (it starves,
+and past 20 batches queued the workers store the log themselves). The target is judged on the
+rounds' sustained figure; the bursts' is printed beside it. A server
 that logs must store the warm-up's rows before its run starts (so that no run pays for another's
 backlog), and the work its log leaves for after its run counts against it: throughput with logging
 on is sustained throughput, requests / (run + backlog), the backlog being the CPU time the server's
@@ -492,17 +494,16 @@ def main() -> None:
 
     print("paired figures (throughput sustained, log stored):")
     ratio = paired("on", "mlflow", lambda a, b: a["sustained_rps"] / b["rps"])
-    round_cost = paired("on", "off", lambda a, b: 1 - a["sustained_rps"] / b["rps"])
-    cost = statistics.median(slice_costs)
-    quartiles = statistics.quantiles(slice_costs, n=4)
+    cost = paired("on", "off", lambda a, b: 1 - a["sustained_rps"] / b["rps"])
+    burst_cost, quartiles = statistics.median(slice_costs), statistics.quantiles(slice_costs, n=4)
     thread_cost = paired("thread", "off", lambda a, b: 1 - a["sustained_rps"] / b["rps"])
     print("against the targets (ours with logging on unless said; medians over the rounds):")
     print(f"  throughput ours/mlflow    {ratio:6.1f}x     (target >= 10x)    {verdict(ratio >= 10)}")
     print(f"  one row p50               {on['p50_ms']:6.2f} ms  (target <= 1.5 ms) {verdict(on['p50_ms'] <= 1.5)}")
     print(f"  one row p99               {on['p99_ms']:6.2f} ms  (target <= 5 ms)   {verdict(on['p99_ms'] <= 5)}")
     print(f"  logging cost              {cost * 100:6.1f} %   (target <= 15 %)   {verdict(cost <= 0.15)}   "
-          f"(median of {len(slice_costs)} slice pairs, quartiles {quartiles[0] * 100:.1f}-{quartiles[2] * 100:.1f} %; "
-          f"the rounds' 10 s runs: {round_cost * 100:.1f} %)")  # fmt: skip
+          f"(in {args.cost_slice:g} s bursts: {burst_cost * 100:.1f} %, the median of {len(slice_costs)} pairs, "
+          f"quartiles {quartiles[0] * 100:.1f}-{quartiles[2] * 100:.1f} %)")  # fmt: skip
     print(f"  batch of 1,000 rows p50   {batch_result['p50_ms']:6.2f} ms  (target <= 20 ms)  "
           f"{verdict(batch_result['p50_ms'] <= 20)}   (logging off: {results['batch_off']['p50_ms']:.2f} ms)")  # fmt: skip
     print("a 1,000-row batch in this process, stage by stage (median ms of 50; the HTTP figure adds the rest):")
