@@ -7,6 +7,8 @@ caller wants to know whether its prediction id exists. Monitoring reads the log 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -100,7 +102,7 @@ class PredictionStore:
         self._inserter = PredictionInserter(self.engine)
         self._spill_above = SPILL_BATCHES * batch_size
         self.spilled_batches = 0  # batches the writer stored itself although an insert process was there
-        self._spilling = False
+        self._last_spill_warning = -math.inf
         self.writer: BatchWriter[Chunk] = BatchWriter(
             self._insert, batch_size=batch_size, interval=flush_interval, prepare=_score_shadows,
             name="prediction-writer",
@@ -114,14 +116,14 @@ class PredictionStore:
             return
         pending = self.writer.stats().pending
         if pending > self._spill_above:
-            if not self._spilling:
-                log.warning("the prediction log is %d rows behind: the server stores them itself until it "
-                            "catches up", pending)  # fmt: skip
-            self._spilling = True
+            # Under sustained full load this happens every few seconds: say so once a minute.
+            if time.monotonic() - self._last_spill_warning > 60:
+                self._last_spill_warning = time.monotonic()
+                log.warning("the prediction log is %d rows behind (the insert process gets no idle CPU): the "
+                            "server stores batches itself until it catches up", pending)  # fmt: skip
             self.spilled_batches += 1
             self._inserter.insert(payload)
             return
-        self._spilling = False
         self._insert_process.insert(payload)
 
     # -- writing --------------------------------------------------------------------------------
