@@ -135,9 +135,9 @@ def main() -> None:
     # cost (its backlog counted) was higher than with SCHED_IDLE, under which it stores the rows in
     # the gaps between requests. Should it fall far behind on a machine busy for long, the server
     # stores batches itself (see PredictionStore).
-    if hasattr(os, "sched_setscheduler"):
+    try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    else:  # macOS
+    except (AttributeError, OSError):  # not Linux, or a sandbox that refuses it: the lowest nice value instead
         os.nice(19)
     logging.basicConfig(level=logging.INFO, format="insert process %(process)d: %(levelname)s %(message)s")
     engine = create_store_engine(_receive(requests).decode())
