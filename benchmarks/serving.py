@@ -342,13 +342,20 @@ class ServerLog(NamedTuple):
     pid: int  # its process: the log's work is done by it and its descendants
 
 
-def measure(client, what: str, url: str, body: bytes, connections: int, seconds: float, warmup: float,
-            log: ServerLog | None = None) -> dict:  # fmt: skip
-    """Warm up, then a timed run. With `log`, the warm-up's rows are stored before the run starts,
-    and the work the run leaves to the log counts: the sustained throughput is
-    requests / (run + backlog), the backlog being the CPU the server spent from the run's end until
-    the log stopped growing, over the machine's cores."""
-    client.run(url, body, connections, warmup)
+def log_backlog(log: ServerLog) -> tuple[float, float]:
+    """(seconds until the log stopped growing, the backlog: CPU seconds the server spent meanwhile,
+    over the machine's cores). Call it as the run ends."""
+    cpu = tree_cpu_seconds(log.pid)
+    drain = log_drain_seconds(log.db)
+    return drain, (tree_cpu_seconds(log.pid) - cpu) / (os.cpu_count() or 1)
+
+
+def timed_run(client, what: str, url: str, body: bytes, connections: int, seconds: float,
+              log: ServerLog | None) -> dict:  # fmt: skip
+    """A run of `seconds`. With `log`, it starts once the log has stored what came before, and the
+    work it leaves to the log counts: the sustained throughput is requests / (run + backlog), the
+    backlog being the CPU the server spent from the run's end until the log stopped growing, over
+    the machine's cores."""
     if log is not None:
         log_drain_seconds(log.db)
     result = client.run(url, body, connections, seconds)
@@ -356,6 +363,14 @@ def measure(client, what: str, url: str, body: bytes, connections: int, seconds:
         raise RuntimeError(f"{what}: {result['errors']} failed requests of {result['requests']}")
     result["drain_s"], result["backlog_s"] = log_backlog(log) if log is not None else (0.0, 0.0)
     result["sustained_rps"] = result["requests"] / (result["seconds"] + result["backlog_s"])
+    return result
+
+
+def measure(client, what: str, url: str, body: bytes, connections: int, seconds: float, warmup: float,
+            log: ServerLog | None = None) -> dict:  # fmt: skip
+    """Warm up, then a timed run (see `timed_run`), printed."""
+    client.run(url, body, connections, warmup)
+    result = timed_run(client, what, url, body, connections, seconds, log)
     drained = (f", log stored {result['drain_s']:.1f} s later, backlog {result['backlog_s'] * 1000:.0f} ms"
                if log is not None else "")  # fmt: skip
     print(f"  {what:34s} {result['rps']:8.0f} req/s   p50 {result['p50_ms']:7.2f} ms   p99 {result['p99_ms']:7.2f} ms"
@@ -371,32 +386,20 @@ LABELS = {
 BATCH_SERVERS = {"batch": "on", "batch_off": "off", "batch_thread": "thread"}
 
 
-def log_backlog(log: ServerLog) -> tuple[float, float]:
-    """(seconds until the log stopped growing, the backlog: CPU seconds the server spent meanwhile,
-    over the machine's cores). Call it as the run ends."""
-    cpu = tree_cpu_seconds(log.pid)
-    drain = log_drain_seconds(log.db)
-    return drain, (tree_cpu_seconds(log.pid) - cpu) / (os.cpu_count() or 1)
-
-
 def logging_cost_slices(client, on_url: str, off_url: str, body: bytes, log: ServerLog, connections: int,
                         pairs: int, seconds: float) -> list[float]:  # fmt: skip
     """The logging cost, 1 - sustained(on) / off, of each of `pairs` pairs of short slices, logging
     on and off back to back, their order swapped every pair. Each logging slice starts with the
-    log's backlog stored and pays for its own (see `measure`)."""
+    log's backlog stored and pays for its own (see `timed_run`)."""
+    servers = {"on": (on_url, log), "off": (off_url, None)}
     costs = []
     for i in range(pairs):
-        order = ("on", "off") if i % 2 == 0 else ("off", "on")
-        result = {}
-        for name in order:
-            if name == "on":
-                log_drain_seconds(log.db)
-            run = client.run(on_url if name == "on" else off_url, body, connections, seconds)
-            if run["errors"]:
-                raise RuntimeError(f"logging {name}: {run['errors']} failed requests of {run['requests']}")
-            backlog = log_backlog(log)[1] if name == "on" else 0.0
-            result[name] = run["requests"] / (run["seconds"] + backlog)
-        costs.append(1 - result["on"] / result["off"])
+        sustained = {}
+        for name in ("on", "off") if i % 2 == 0 else ("off", "on"):
+            url, server_log = servers[name]
+            run = timed_run(client, f"logging {name}", url, body, connections, seconds, server_log)
+            sustained[name] = run["sustained_rps"]
+        costs.append(1 - sustained["on"] / sustained["off"])
     return costs
 
 
