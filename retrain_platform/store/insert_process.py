@@ -131,10 +131,10 @@ def main() -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # anything printed goes to stderr, never into a reply
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Only CPU that nothing else wants: a request should never wait for the log. At nice 5 this
-    # process still took a core from the workers whenever it woke, and the benchmark's logging
-    # cost (its backlog counted) was higher than with SCHED_IDLE, under which it stores the rows in
-    # the gaps between requests. Should it fall far behind on a machine busy for long, the server
-    # stores batches itself (see PredictionStore).
+    # process still took a core from the workers whenever it woke; under SCHED_IDLE it stores the
+    # rows in the gaps between requests, and in A/B runs of short bursts (backlog counted) logging
+    # cost less and one-row p99 was lower. Under sustained full load it gets no such gaps: past
+    # SPILL_BATCHES queued the server stores batches itself (see PredictionStore).
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux, or a sandbox that refuses it: the lowest nice value instead
