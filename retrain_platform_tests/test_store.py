@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore, UnknownPrediction, metadata
 from retrain_platform.store.insert_process import InsertError, InsertProcess
-from retrain_platform.store.log_chunks import ROW_COLUMNS, decode_chunks, encode_chunk, encode_rows
+from retrain_platform.store.log_chunks import ROW_COLUMNS, decode_batch, encode_chunk, encode_rows, join_chunks
 from retrain_platform.store.prediction_store import SPILL_BATCHES
-from retrain_platform.store.schema import UTCDateTime, is_in_memory
+from retrain_platform.store.schema import UTCDateTime, is_in_memory, sqlite_time_text, sqlite_time_texts
 from retrain_platform_tests.serving_fixtures import postgres_store_url
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -211,43 +211,54 @@ def test_reading_helpers_for_monitoring(store_url, insert_process):
 
 def decoded(payload: bytes) -> dict[str, list]:
     """Decoded rows, column by column."""
-    return dict(zip(ROW_COLUMNS, map(list, zip(*decode_chunks(payload), strict=True)), strict=True))
+    return dict(zip(ROW_COLUMNS, map(list, zip(*decode_batch(payload), strict=True)), strict=True))
 
 
-def test_chunks_joined_by_newlines_decode_to_their_rows_in_order():
+def test_a_batch_decodes_to_its_chunks_rows_in_order():
     one = prediction(score=0.1, carrier="UA", distance=2.5, note="line\nbreak")  # escaped by JSON: no split
     later = START + timedelta(minutes=1)
     shadowed = {**prediction(later, score=0.3), "shadow_version": "4", "shadow_score": 0.35}
     batch = [prediction(score=0.2, version="2"), shadowed]
-    columns = decoded(b"\n".join([encode_rows([one]), encode_rows(batch)]))
+    columns = decoded(join_chunks([encode_rows([one]), encode_rows(batch)]))
     rows = [one, *batch]
     assert columns["prediction_id"] == [row["prediction_id"] for row in rows]
     assert columns["score"] == [0.1, 0.2, 0.3] and columns["shadow_score"] == [None, None, 0.35]
     assert columns["model_version"] == ["1", "2", "1"] and columns["shadow_version"] == [None, None, "4"]
     assert [orjson.loads(text) for text in columns["features"]] == [row["features"] for row in rows]
     assert columns["created_at"] == [START.isoformat(), START.isoformat(), later.isoformat()]
+    assert decode_batch(join_chunks([])) == []
 
 
 def test_a_chunk_is_rows_that_share_a_version_a_time_and_a_latency():
     # Serving's request: its time as seconds since the epoch.
-    head = {"prediction_id": ["a", "b"], "score": [0.1, 0.9], "predicted_label": [0, 1], "model_version": "3",
-            "created_at": START.timestamp() + 0.000123, "latency_ms": 0.5}  # fmt: skip
-    chunk = encode_chunk(head, [{"x": 1}, {"x": 2}])
     at = START.timestamp() + 0.000123
-    assert decode_chunks(chunk) == [
+    head = {"ids": ["a", "b"], "scores": [0.1, 0.9], "labels": [0, 1], "model_version": "3", "created_at": at,
+            "latency_ms": 0.5}  # fmt: skip
+    chunk = encode_chunk([{"x": 1}, {"x": 2}], **head)
+    one_row = encode_chunk([{"x": 3}], **{**head, "ids": ["c"], "scores": [0.2], "labels": [0], "created_at": at + 1})
+    assert chunk.rows == 2 and one_row.rows == 1
+    assert decode_batch(join_chunks([chunk, one_row])) == [
         ("a", at, "3", '{"x":1}', 0.1, 0, None, None, 0.5), ("b", at, "3", '{"x":2}', 0.9, 1, None, None, 0.5),
+        ("c", at + 1, "3", '{"x":3}', 0.2, 0, None, None, 0.5),
     ]  # fmt: skip
     times = []
-    decoded_rows = decode_chunks(b"\n".join([chunk, chunk]), time_value=lambda value: times.append(value) or "t")
-    assert times == [at] * 2 and [row[1] for row in decoded_rows] == ["t"] * 4  # converted once per chunk
-    head_line, features = chunk.split(b"\n", 1)
+    decoded_rows = decode_batch(join_chunks([chunk, chunk]), time_values=lambda values: times.extend(values) or "tu")
+    assert times == [at] * 2 and [row[1] for row in decoded_rows] == ["t", "t", "u", "u"]  # once per chunk
     with pytest.raises(ValueError, match="1 feature lines for 2 predictions"):
-        decode_chunks(head_line + b"\n" + features.split(b"\n")[0])
-    unscored = decode_chunks(encode_chunk({**head, "shadow_score": None}, [{}, {}]))
-    assert [row[7] for row in unscored] == [None, None]  # a null column is no column
-    short = orjson.dumps({**head, "score": [0.2]})
-    with pytest.raises(ValueError, match="column 'score' holds 1 values for 2 predictions"):
-        decode_chunks(short + b"\n" + features)
+        decode_batch(join_chunks([chunk._replace(features=b'{"x":1}')]))
+    with pytest.raises(ValueError, match="chunk 1: column 'score' holds 1 values for 2 predictions"):
+        decode_batch(join_chunks([one_row, encode_chunk([{}, {}], **{**head, "scores": [0.2]})]))
+    with pytest.raises(ValueError, match="chunk 0: column 'shadow_score' holds 1 values for 2 predictions"):
+        decode_batch(join_chunks([encode_chunk([{}, {}], **head, shadow_scores=[0.2])]))
+    with pytest.raises(ValueError, match="a head holds 8 fields"):
+        decode_batch(b'[["a"]]\n{}')
+
+
+def test_sqlite_time_texts_match_the_one_by_one_conversion():
+    times = [START.timestamp() + offset for offset in (0.0, 0.000001, 0.4999995, 0.9999996, 1.25, 86_400.5)]
+    values = [*times, START, START.isoformat()]
+    assert sqlite_time_texts(values) == [sqlite_time_text(value) for value in values]
+    assert sqlite_time_texts(times)[:2] == ["2026-03-01 12:00:00.000000", "2026-03-01 12:00:00.000001"]
 
 
 class HalfScores:
@@ -268,10 +279,11 @@ class HalfScores:
 
 def record_request(store: PredictionStore, rows: list[dict], shadow=None) -> None:
     """As serving records a request: one head with the version, time and latency the rows share."""
-    head = {"prediction_id": [row["prediction_id"] for row in rows], "score": [row["score"] for row in rows],
-            "predicted_label": [row["predicted_label"] for row in rows], "model_version": rows[0]["model_version"],
-            "created_at": rows[0]["created_at"].timestamp(), "latency_ms": rows[0]["latency_ms"]}  # fmt: skip
-    store.record_chunk(head, [row["features"] for row in rows], shadow)
+    store.record_chunk(encode_chunk(
+        [row["features"] for row in rows], ids=[row["prediction_id"] for row in rows],
+        scores=[row["score"] for row in rows], labels=[row["predicted_label"] for row in rows],
+        model_version=rows[0]["model_version"], created_at=rows[0]["created_at"].timestamp(),
+        latency_ms=rows[0]["latency_ms"], shadow=shadow))  # fmt: skip
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["scores", "challenger-fails"])
@@ -437,7 +449,7 @@ def test_the_insert_process_reports_why_a_batch_failed():
     inserter = InsertProcess("postgresql+psycopg2://nobody@127.0.0.1:1/none", stop_timeout=10)
     try:
         with pytest.raises(InsertError, match="OperationalError"):
-            inserter.insert(encode_rows([prediction()]))
+            inserter.insert(join_chunks([encode_rows([prediction()])]))
     finally:
         inserter.close()
 

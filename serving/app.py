@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from retrain_platform.datasets import get_spec
 from retrain_platform.settings import Settings
-from retrain_platform.store import DuplicateLabel, PredictionStore, UnknownPrediction
+from retrain_platform.store import DuplicateLabel, PredictionStore, UnknownPrediction, encode_chunk
 
 from .balancer import ConnectionBalancer
 from .ids import prediction_id, prediction_ids
@@ -190,9 +190,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             started: float) -> None:  # fmt: skip
         """Queue a request's predictions for the log: one version, time and latency for the whole
         request, and the challenger (if any) to score them off the response path."""
-        head = {"prediction_id": ids, "score": scores, "predicted_label": labels, "model_version": served.version,
-                "created_at": time.time(), "latency_ms": elapsed_ms(started)}  # fmt: skip
-        app.state.store.record_chunk(head, features, served.challenger)
+        app.state.store.record_chunk(encode_chunk(
+            features, ids=ids, scores=scores, labels=labels, model_version=served.version, created_at=time.time(),
+            latency_ms=elapsed_ms(started), shadow=served.challenger))  # fmt: skip
 
     # -- predictions ----------------------------------------------------------------------------
     # Bodies are read and validated here rather than by FastAPI (see RequestSchemas); the OpenAPI

@@ -1,6 +1,7 @@
 """The prediction log and its labels (SQLAlchemy), shared by serving and monitoring; no Dagster here."""
 
 from .batch_writer import BatchWriter, WriterStats
+from .log_chunks import encode_chunk
 from .prediction_store import (
     DuplicateLabel,
     LabelRecord,
@@ -17,6 +18,7 @@ __all__ = [
     "PredictionStore",
     "UnknownPrediction",
     "WriterStats",
+    "encode_chunk",
     "labelled_share",
     "labels",
     "metadata",

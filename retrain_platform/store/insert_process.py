@@ -8,7 +8,7 @@ without the GIL, for the answer.
 
 Protocol on the child's stdin and stdout: each message is an 8-byte little-endian length and that
 many bytes. The first message to the child is the database URL (not an argument: `ps` would show
-a password); then each message is a batch: chunks of rows, a line each, stored in one transaction
+a password); then each message is a batch of chunks (see `log_chunks`), stored in one transaction
 and answered with an empty message once committed or with the error's text. The child exits when
 its stdin closes: the parent closed it, or died.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -57,7 +58,7 @@ def _receive(stream: BinaryIO) -> bytes:
 
 
 class InsertProcess:
-    """The parent's side: `insert(chunks)` returns once the child committed them, or raises InsertError.
+    """The parent's side: `insert(batch)` returns once the child committed them, or raises InsertError.
 
     The child starts on the first batch, and again on the next batch after it died (a batch it was
     handling then fails, and the writer keeps its rows for the next attempt)."""
@@ -68,12 +69,12 @@ class InsertProcess:
         self._child: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
-    def insert(self, chunks: bytes) -> None:
-        """Store chunks of rows, joined by newlines (see `log_chunks`), in one transaction."""
+    def insert(self, batch: bytes) -> None:
+        """Store a batch of chunks (see `log_chunks`) in one transaction."""
         with self._lock:
             child = self._running_child()
             try:
-                _send(child.stdin, chunks)
+                _send(child.stdin, batch)
                 error = _receive(child.stdout)
             except (OSError, EOFError) as err:
                 self._stop(kill=True)
@@ -141,6 +142,10 @@ def main() -> None:
         os.nice(19)
     logging.basicConfig(level=logging.INFO, format="insert process %(process)d: %(levelname)s %(message)s")
     engine = create_store_engine(_receive(requests).decode())
+    # What was made so far lives as long as the process: out of the collector's sight, the
+    # collections that each batch's thousands of new objects set off have only those to look at.
+    gc.collect()
+    gc.freeze()
     # A batch is thousands of microseconds of work on a core the requests share: between slices of
     # it, the scheduler may give the core back to a request waiting for it.
     inserter = PredictionInserter(engine, pause=os.sched_yield)

@@ -1,4 +1,4 @@
-"""Stores batches of predictions: multi-row INSERTs of the rows `decode_chunks` gives, without
+"""Stores batches of predictions: multi-row INSERTs of the rows `decode_batch` gives, without
 SQLAlchemy's per-row execution machinery.
 
 Used by the store's writer, either in the serving process (a thread beside the requests) or in a
@@ -16,15 +16,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
-from .log_chunks import ROW_COLUMNS, decode_chunks
-from .schema import features_mapping, predictions
+from .log_chunks import ROW_COLUMNS, decode_batch
+from .schema import features_mapping, predictions, sqlite_time_texts
 
 log = logging.getLogger(__name__)
 
 # SQLite takes at most 32,766 bound values per statement (3.32 and later).
 SQLITE_ROWS_PER_STATEMENT = 32_766 // len(ROW_COLUMNS)
-# Rows decoded or inserted between two pauses: a request waits at most this long for the
-# interpreter (a writer thread) or for a core (the insert process), not a whole batch.
+# Rows inserted between two pauses: a request waits at most this long for the interpreter (a
+# writer thread) or for a core (the insert process), not a whole batch.
 ROWS_PER_SLICE = 100
 
 
@@ -34,24 +34,27 @@ def yield_interpreter() -> None:
 
 class PredictionInserter:
     def __init__(self, engine: Engine, pause: Callable[[], None] | None = yield_interpreter):
-        """`pause` runs every ROWS_PER_SLICE rows decoded and inserted: beside requests, it lets
+        """`pause` runs every ROWS_PER_SLICE rows inserted: beside requests, it lets
         them take the interpreter; the insert process gives the scheduler its core back. None: a
         batch in as few statements as SQLite takes."""
         self.engine = engine
         self._pause = pause
         dialect = engine.dialect
         # The rows go to the driver as decoded: their time is the one value the driver does not
-        # take as it is (text on SQLite), converted once per chunk; the features are JSON text
-        # already, and the other values are strings and numbers.
-        created_at = predictions.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
-        self._time_value = created_at or (lambda value: value)
+        # take as it is (text on SQLite), converted once per chunk, a batch's together on SQLite;
+        # the features are JSON text already, and the other values are strings and numbers.
+        bind = predictions.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+        if dialect.name == "sqlite":
+            self._time_values = sqlite_time_texts
+        else:
+            self._time_values = (lambda values: list(map(bind, values))) if bind else None
         self._insert_sql = f"INSERT INTO predictions ({', '.join(ROW_COLUMNS)}) VALUES %s"
         self._driver_errors = (dialect.dbapi.IntegrityError, dialect.dbapi.DataError)
 
-    def insert(self, chunks: bytes) -> None:
-        """Store chunks of rows, joined by newlines (see `log_chunks`), in one transaction."""
+    def insert(self, batch: bytes) -> None:
+        """Store a batch of chunks (see `log_chunks`) in one transaction."""
         try:
-            rows = decode_chunks(chunks, self._time_value, self._pause, ROWS_PER_SLICE)
+            rows = decode_batch(batch, self._time_values)
             with self.engine.begin() as conn:
                 self._bulk_insert(conn, rows)
         except (IntegrityError, DataError, *self._driver_errors):
@@ -59,7 +62,7 @@ class PredictionInserter:
             # the rest one by one rather than block the log behind it. A dead database (an
             # OperationalError) still raises, and the writer retries the whole batch later. Decoded
             # again: SQLAlchemy converts the times itself, from the forms the chunks gave.
-            rows = [dict(zip(ROW_COLUMNS, row, strict=True)) for row in decode_chunks(chunks)]
+            rows = [dict(zip(ROW_COLUMNS, row, strict=True)) for row in decode_batch(batch)]
             for row in rows:
                 row["features"] = features_mapping(row["features"])
             self._insert_one_by_one(rows)

@@ -1,34 +1,42 @@
-"""Predictions as the request path hands them to the log's writer: a chunk of rows, encoded once.
+"""Predictions as the request path hands them to the log's writer (chunks), and as the writer hands
+them to whatever stores them (batches).
 
-A chunk is one request's predictions: rows that share a model version, a time and a latency. It
-is one line of JSON, its head, then one line of JSON per row's features. The head holds
-`prediction_id`, `score` and `predicted_label` (and, once the challenger scored them,
-`shadow_score`) as lists with a value per row, and `model_version`, `created_at` and `latency_ms`
-(and `shadow_version`) as one value for the whole chunk. `created_at` is seconds since the epoch
-(serving's: the cheapest to take and to write), an aware datetime or its ISO 8601 text. orjson
-never writes a newline, so chunks joined by newlines split back exactly, wherever they are stored.
+A chunk is one request's predictions: rows that share a model version, a time and a latency,
+encoded once, on the request path, in two pieces. Its head is a JSON array of HEAD's fields, the
+per-row ones (PER_ROW) as lists with a value per row; its features are each row's features as a
+line of JSON. `created_at` is seconds since the epoch (serving's: the cheapest to take and to
+write), an aware datetime or its ISO 8601 text. A batch, what is stored in one transaction, is the
+heads of its chunks as one JSON array on its first line, then the features of every row, a line
+each, in the same order (`join_chunks`). orjson never writes a newline, so the lines split back
+exactly.
 
-Encoding a request's predictions this way costs it two C calls and no Python per row, and leaves
-the writer thread, which shares the interpreter with the requests, nothing to do but pass the bytes
-on. Each row's features arrive as the JSON text the log stores, so the process that stores them
-(the insert process, when there is one) never parses and writes them again, and its Python per row
-is one tuple: what it does runs on the cores that the requests also use.
+Why this shape: encoding a request costs it two C calls and no Python per row, and the writer
+thread, which shares the interpreter with the requests, only joins bytes. The process that stores
+a batch (the insert process, when there is one) parses all its heads in one call, never parses the
+features (they arrive as the JSON text the log stores), and spreads each chunk's shared values
+over its rows with C iterators: no Python per row, and none per chunk beyond its time's conversion,
+whether a batch holds 500 one-row requests or one request of 1,000 rows. Its work runs on the cores
+that the requests also use: each microsecond per row there costs throughput.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from itertools import chain, repeat
+from typing import NamedTuple, Protocol
 
 import orjson
 
 from .schema import features_mapping
 
-# The rows `decode_chunks` gives: values in this order, as the inserter's statement names them.
+# A head's fields, in order; a head is a JSON array (no keys to write and parse for each request).
+HEAD = ("prediction_id", "created_at", "model_version", "score", "predicted_label", "latency_ms",
+        "shadow_version", "shadow_score")  # fmt: skip
+PER_ROW = ("prediction_id", "score", "predicted_label", "shadow_score")  # lists, a value per row
+SHADOW_VERSION, SHADOW_SCORE = HEAD.index("shadow_version"), HEAD.index("shadow_score")
+# The rows `decode_batch` gives: values in this order, as the inserter's statement names them.
 ROW_COLUMNS = ("prediction_id", "created_at", "model_version", "features", "score", "predicted_label",
                "shadow_version", "shadow_score", "latency_ms")  # fmt: skip
-PER_ROW = ("prediction_id", "score", "predicted_label", "shadow_score")
 
 
 class ShadowModel(Protocol):
@@ -39,70 +47,87 @@ class ShadowModel(Protocol):
     def score_rows(self, rows: list[dict]) -> Sequence[float]: ...
 
 
-def encode_chunk(head: dict, features: Iterable[dict]) -> bytes:
-    """`head` as above, `features` a dict per row, in the order of the head's lists."""
-    return b"\n".join([orjson.dumps(head), *map(orjson.dumps, features)])
+class Chunk(NamedTuple):  # a tuple: made once per request
+    """Encoded predictions as queued for the writer: one or more heads, comma-separated (the inside
+    of a JSON array), their rows' features, a line each, and the challenger to shadow them with."""
+
+    head: bytes
+    features: bytes
+    rows: int
+    shadow: ShadowModel | None = None
 
 
-def encode_rows(rows: Sequence[dict]) -> bytes:
+def encode_chunk(features: Sequence[dict], *, ids: list[str], scores: list[float], labels: list[int],
+                 model_version: str, created_at, latency_ms: float | None = None,
+                 shadow_version: str | None = None, shadow_scores: list[float] | None = None,
+                 shadow: ShadowModel | None = None) -> Chunk:  # fmt: skip
+    """One request's predictions: `features`, `ids`, `scores` and `labels` a value per row."""
+    head = orjson.dumps((ids, created_at, model_version, scores, labels, latency_ms, shadow_version, shadow_scores))
+    lines = orjson.dumps(features[0]) if len(features) == 1 else b"\n".join(map(orjson.dumps, features))
+    return Chunk(head, lines, len(features), shadow)
+
+
+def encode_rows(rows: Sequence[dict]) -> Chunk:
     """Rows given as dicts with the `predictions` columns (other keys are ignored), features as a
-    dict or its JSON text: a chunk each, since each may have its own time and version."""
-    return b"\n".join(
-        encode_chunk({name: [row.get(name)] if name in PER_ROW else row.get(name) for name in ROW_COLUMNS
-                      if name != "features"}, [features_mapping(row["features"])])  # fmt: skip
+    dict or its JSON text: a head each, since each may have its own time and version."""
+    chunks = [
+        encode_chunk([features_mapping(row["features"])], ids=[row["prediction_id"]], scores=[row["score"]],
+                     labels=[row["predicted_label"]], model_version=row["model_version"],
+                     created_at=row["created_at"], latency_ms=row.get("latency_ms"),
+                     shadow_version=row.get("shadow_version"),
+                     shadow_scores=None if row.get("shadow_score") is None else [row["shadow_score"]])
         for row in rows
-    )
+    ]  # fmt: skip
+    return Chunk(b",".join(c.head for c in chunks), b"\n".join(c.features for c in chunks), len(chunks))
 
 
-def _short_column(head: dict, count: int) -> ValueError:
-    name = next(name for name in PER_ROW if head.get(name) is not None and len(head[name]) != count)
-    return ValueError(f"column {name!r} holds {len(head[name])} values for {count} predictions")
+def join_chunks(chunks: Sequence[Chunk]) -> bytes:
+    """The batch that stores `chunks` (see above)."""
+    return b"".join([b"[", b",".join([c.head for c in chunks]), b"]\n", b"\n".join([c.features for c in chunks])])
 
 
-def decode_chunks(payload: bytes, time_value: Callable | None = None, pause: Callable[[], None] | None = None,
-                  pause_every: int = 100) -> list[tuple]:  # fmt: skip
-    """Chunks joined by newlines, as rows: tuples in ROW_COLUMNS order, features as the JSON text
-    the log stores, and each chunk's `created_at` as given (which the store's time type takes), or
-    converted by `time_value`, once per chunk.
+def decode_batch(payload: bytes, time_values: Callable[[Sequence], Sequence] | None = None) -> list[tuple]:
+    """A batch's rows: tuples in ROW_COLUMNS order, features as the JSON text the log stores, and
+    each chunk's `created_at` as given (which the store's time type takes), or converted by
+    `time_values`, which takes the chunks' times together and returns them in the same order."""
+    head_line, _, feature_lines = payload.partition(b"\n")
+    heads = orjson.loads(head_line)
+    if not heads:
+        return []
+    if any(len(head) != len(HEAD) for head in heads):
+        raise ValueError(f"a head holds {len(HEAD)} fields ({', '.join(HEAD)})")
+    ids, times, versions, scores, labels, latencies, shadow_versions, shadow_scores = zip(*heads, strict=True)
+    counts = list(map(len, ids))
+    features = feature_lines.decode().split("\n") if feature_lines else []
+    if len(features) != sum(counts):
+        raise ValueError(f"{len(features)} feature lines for {sum(counts)} predictions")
+    shadow_scores = [[None] * count if values is None else values for values, count in zip(shadow_scores, counts, strict=True)]
+    for name, column in (("score", scores), ("predicted_label", labels), ("shadow_score", shadow_scores)):
+        if (lengths := list(map(len, column))) != counts:
+            chunk = next(i for i, (length, count) in enumerate(zip(lengths, counts, strict=True)) if length != count)
+            raise ValueError(f"chunk {chunk}: column {name!r} holds {lengths[chunk]} values for {counts[chunk]} "
+                             "predictions")  # fmt: skip
 
-    `pause`, when given, runs every `pause_every` rows or so (a writer thread lets requests in)."""
-    rows: list[tuple] = []
-    lines = payload.split(b"\n")
-    start = since_pause = 0
-    while start < len(lines):
-        head = orjson.loads(lines[start])
-        ids = head["prediction_id"]
-        count = len(ids)
-        features = lines[start + 1 : start + 1 + count]
-        if len(features) != count:
-            raise ValueError(f"{len(features)} feature lines for {count} predictions")
-        scores, labels, shadow_scores = head["score"], head["predicted_label"], head.get("shadow_score")
-        if len(scores) != count or len(labels) != count or shadow_scores is not None and len(shadow_scores) != count:
-            raise _short_column(head, count)
-        if shadow_scores is None:
-            shadow_scores = repeat(None, count)
-        # Tuples made by zip, in C: the values a chunk's rows share are repeated, not copied.
-        created_at = head["created_at"] if time_value is None else time_value(head["created_at"])
-        rows += zip(ids, repeat(created_at), repeat(head["model_version"]),
-                    map(bytes.decode, features), scores, labels, repeat(head.get("shadow_version")), shadow_scores,
-                    repeat(head.get("latency_ms")))  # fmt: skip
-        start += 1 + count
-        since_pause += count
-        if pause is not None and since_pause >= pause_every:
-            pause()
-            since_pause = 0
-    return rows
+    def spread(values):  # a value per chunk, repeated for each of its rows
+        return chain.from_iterable(map(repeat, values, counts))
+
+    flat = chain.from_iterable
+    if time_values is not None:
+        times = time_values(times)
+    return list(zip(flat(ids), spread(times), spread(versions), features, flat(scores), flat(labels),
+                    spread(shadow_versions), flat(shadow_scores), spread(latencies), strict=True))  # fmt: skip
 
 
-def with_shadow_scores(chunks: list[bytes], model: ShadowModel) -> list[bytes]:
+def with_shadow_scores(chunks: Sequence[Chunk], model: ShadowModel) -> list[Chunk]:
     """The chunks with the challenger's version and score beside each row's, all scored in one call
     (a call per one-row request would cost more than the trees)."""
-    split = [chunk.split(b"\n") for chunk in chunks]
-    scores = iter(model.score_rows([orjson.loads(line) for _, *features in split for line in features]))
+    split = [chunk.features.split(b"\n") for chunk in chunks]
+    scores = iter(model.score_rows([orjson.loads(line) for lines in split for line in lines]))
     shadowed = []
-    for head_line, *features in split:
-        head = orjson.loads(head_line)
-        head["shadow_version"] = model.version
-        head["shadow_score"] = [float(next(scores)) for _ in features]
-        shadowed.append(b"\n".join([orjson.dumps(head), *features]))
+    for chunk in chunks:
+        heads = orjson.loads(b"[" + chunk.head + b"]")
+        for head in heads:
+            head[SHADOW_VERSION] = model.version
+            head[SHADOW_SCORE] = [float(next(scores)) for _ in head[0]]
+        shadowed.append(Chunk(orjson.dumps(heads)[1:-1], chunk.features, chunk.rows))
     return shadowed

@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from .batch_writer import BatchWriter, WriterStats
 from .insert_process import InsertProcess
 from .inserter import PredictionInserter
-from .log_chunks import ShadowModel, encode_chunk, encode_rows, with_shadow_scores
+from .log_chunks import Chunk, encode_rows, join_chunks, with_shadow_scores
 from .schema import PREDICTION_COLUMNS, create_store_engine, create_tables, is_in_memory, labels, predictions, utcnow
 
 if TYPE_CHECKING:
@@ -33,13 +33,6 @@ def labelled_share(total: int, labelled: int) -> float | None:
     return labelled / total if total else None
 
 
-class Chunk(NamedTuple):  # a tuple: made once per request
-    """A request's predictions as queued for the writer: encoded, and the model to shadow them with."""
-
-    encoded: bytes
-    shadow: ShadowModel | None = None
-
-
 def _score_shadows(chunks: list[Chunk]) -> list[Chunk]:
     """Runs in the writer thread, away from the response path: each challenger scores its chunks
     together. Chunks whose challenger fails are stored without shadow scores rather than not at all."""
@@ -51,12 +44,12 @@ def _score_shadows(chunks: list[Chunk]) -> list[Chunk]:
     for indices in by_model.values():
         model = chunks[indices[0]].shadow
         try:
-            shadowed = with_shadow_scores([chunks[index].encoded for index in indices], model)
+            shadowed = with_shadow_scores([chunks[index] for index in indices], model)
         except Exception:
             log.exception("shadow scoring by version %s failed; storing the predictions without", model.version)
             continue
-        for index, encoded in zip(indices, shadowed, strict=True):
-            scored[index] = Chunk(encoded)
+        for index, chunk in zip(indices, shadowed, strict=True):
+            scored[index] = chunk
     return scored
 
 
@@ -110,7 +103,7 @@ class PredictionStore:
 
     def _insert(self, chunks: list[Chunk]) -> None:
         """Store a batch: through the insert process while the log keeps up, else in this thread."""
-        payload = b"\n".join(chunk.encoded for chunk in chunks)
+        payload = join_chunks(chunks)
         if self._insert_process is None:
             self._inserter.insert(payload)
             return
@@ -147,13 +140,12 @@ class PredictionStore:
         self.record_many([prediction])
 
     def record_many(self, rows: list[dict]) -> None:
-        self.writer.submit(Chunk(encode_rows(rows)), len(rows))
+        self.record_chunk(encode_rows(rows))
 
-    def record_chunk(self, head: dict, features: list[dict], shadow: ShadowModel | None = None) -> None:
-        """Queue predictions given as a chunk's head and each row's features (see `log_chunks`):
-        serving's way, one call per request. `shadow`, when given, scores the same rows in the
-        writer thread."""
-        self.writer.submit(Chunk(encode_chunk(head, features), shadow), len(features))
+    def record_chunk(self, chunk: Chunk) -> None:
+        """Queue a request's predictions, encoded (see `log_chunks.encode_chunk`): serving's way.
+        The chunk's challenger, if any, scores the same rows in the writer thread."""
+        self.writer.submit(chunk, chunk.rows)
 
     def stats(self) -> WriterStats:
         return self.writer.stats()
