@@ -279,7 +279,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not body["model_loaded"]:
             response.status_code = 503
         store = StoreHealth(pending=stats.pending, written=stats.written, failed_writes=stats.failed_writes,
-                            last_error=stats.last_error)  # fmt: skip
+                            last_error=stats.last_error, spilled_batches=app.state.store.spilled_batches)  # fmt: skip
         return Health(**body, store=store)
 
     @app.get("/health/live", tags=["operations"], summary="Liveness only: the process answers")
