@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore, UnknownPrediction, metadata
 from retrain_platform.store.insert_process import InsertError, InsertProcess
-from retrain_platform.store.log_chunks import ROW_COLUMNS, decode_batch, encode_chunk, encode_rows, join_chunks
+from retrain_platform.store.log_chunks import ROW_COLUMNS, Chunk, decode_batch, encode_chunk, encode_rows, join_chunks
 from retrain_platform.store.prediction_store import SPILL_BATCHES
 from retrain_platform.store.schema import UTCDateTime, is_in_memory, sqlite_time_text, sqlite_time_texts
 from retrain_platform_tests.serving_fixtures import postgres_store_url
@@ -252,6 +252,24 @@ def test_a_chunk_is_rows_that_share_a_version_a_time_and_a_latency():
         decode_batch(join_chunks([encode_chunk([{}, {}], **head, shadow_scores=[0.2])]))
     with pytest.raises(ValueError, match="a head holds 8 fields"):
         decode_batch(b'[["a"]]\n{}')
+
+
+def test_a_batch_decoded_in_slices_pauses_between_them_and_gives_the_same_rows():
+    def chunk(rows: int, at: float) -> Chunk:
+        return encode_chunk([{"x": i} for i in range(rows)], ids=[f"{at}-{i}" for i in range(rows)],
+                            scores=[0.5] * rows, labels=[1] * rows, model_version="3", created_at=at)  # fmt: skip
+
+    batch = join_chunks([chunk(1, 1.0), chunk(2, 2.0), chunk(250, 3.0), chunk(1, 4.0), chunk(1, 5.0)])
+    pauses, converted = [], []
+
+    def time_values(values):
+        converted.append(list(values))
+        return values
+
+    rows = decode_batch(batch, time_values, pause=lambda: pauses.append(len(converted)), pause_every=100)
+    assert rows == decode_batch(batch) and len(rows) == 255
+    # Whole chunks per slice, at least one: [1, 2] then the 250-row chunk alone, then the last two.
+    assert converted == [[1.0, 2.0], [3.0], [4.0, 5.0]] and pauses == [1, 2]
 
 
 def test_sqlite_time_texts_match_the_one_by_one_conversion():

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 # SQLite takes at most 32,766 bound values per statement (3.32 and later).
 SQLITE_ROWS_PER_STATEMENT = 32_766 // len(ROW_COLUMNS)
-# Rows inserted between two pauses: a request waits at most this long for the interpreter (a
-# writer thread) or for a core (the insert process), not a whole batch.
+# Rows decoded or inserted between two pauses: a request waits at most this long for the
+# interpreter (a writer thread) or for a core (the insert process), not a whole batch.
 ROWS_PER_SLICE = 100
 
 
@@ -34,7 +34,7 @@ def yield_interpreter() -> None:
 
 class PredictionInserter:
     def __init__(self, engine: Engine, pause: Callable[[], None] | None = yield_interpreter):
-        """`pause` runs every ROWS_PER_SLICE rows inserted: beside requests, it lets
+        """`pause` runs every ROWS_PER_SLICE rows decoded and inserted: beside requests, it lets
         them take the interpreter; the insert process gives the scheduler its core back. None: a
         batch in as few statements as SQLite takes."""
         self.engine = engine
@@ -54,7 +54,7 @@ class PredictionInserter:
     def insert(self, batch: bytes) -> None:
         """Store a batch of chunks (see `log_chunks`) in one transaction."""
         try:
-            rows = decode_batch(batch, self._time_values)
+            rows = decode_batch(batch, self._time_values, self._pause, ROWS_PER_SLICE)
             with self.engine.begin() as conn:
                 self._bulk_insert(conn, rows)
         except (IntegrityError, DataError, *self._driver_errors):

@@ -21,8 +21,9 @@ that the requests also use: each microsecond per row there costs throughput.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from itertools import chain, repeat
+from itertools import accumulate, chain, repeat
 from typing import NamedTuple, Protocol
 
 import orjson
@@ -86,27 +87,50 @@ def join_chunks(chunks: Sequence[Chunk]) -> bytes:
     return b"".join([b"[", b",".join([c.head for c in chunks]), b"]\n", b"\n".join([c.features for c in chunks])])
 
 
-def decode_batch(payload: bytes, time_values: Callable[[Sequence], Sequence] | None = None) -> list[tuple]:
+def decode_batch(payload: bytes, time_values: Callable[[Sequence], Sequence] | None = None,
+                 pause: Callable[[], None] | None = None, pause_every: int = 100) -> list[tuple]:  # fmt: skip
     """A batch's rows: tuples in ROW_COLUMNS order, features as the JSON text the log stores, and
     each chunk's `created_at` as given (which the store's time type takes), or converted by
-    `time_values`, which takes the chunks' times together and returns them in the same order."""
+    `time_values`, which takes the chunks' times together and returns them in the same order.
+
+    `pause`, when given, runs between slices of about `pause_every` rows (a writer thread lets
+    requests in)."""
     head_line, _, feature_lines = payload.partition(b"\n")
     heads = orjson.loads(head_line)
     if not heads:
         return []
     if any(len(head) != len(HEAD) for head in heads):
         raise ValueError(f"a head holds {len(HEAD)} fields ({', '.join(HEAD)})")
-    ids, times, versions, scores, labels, latencies, shadow_versions, shadow_scores = zip(*heads, strict=True)
+    columns = list(zip(*heads, strict=True))
+    ids, shadow_scores = columns[HEAD.index("prediction_id")], columns[SHADOW_SCORE]
     counts = list(map(len, ids))
     features = feature_lines.decode().split("\n") if feature_lines else []
     if len(features) != sum(counts):
         raise ValueError(f"{len(features)} feature lines for {sum(counts)} predictions")
-    shadow_scores = [[None] * count if values is None else values for values, count in zip(shadow_scores, counts, strict=True)]
-    for name, column in (("score", scores), ("predicted_label", labels), ("shadow_score", shadow_scores)):
-        if (lengths := list(map(len, column))) != counts:
+    columns[SHADOW_SCORE] = [[None] * n if values is None else values for values, n in zip(shadow_scores, counts, strict=True)]
+    for name in ("score", "predicted_label", "shadow_score"):
+        if (lengths := list(map(len, columns[HEAD.index(name)]))) != counts:
             chunk = next(i for i, (length, count) in enumerate(zip(lengths, counts, strict=True)) if length != count)
             raise ValueError(f"chunk {chunk}: column {name!r} holds {lengths[chunk]} values for {counts[chunk]} "
                              "predictions")  # fmt: skip
+    if pause is None:
+        return _rows(columns, counts, features, time_values)
+    ends = list(accumulate(counts))  # each chunk's rows end here
+    rows, first = [], 0
+    while first < len(counts):
+        start = ends[first] - counts[first]
+        last = max(bisect_right(ends, start + pause_every), first + 1)  # whole chunks, at least one
+        rows += _rows([column[first:last] for column in columns], counts[first:last], features[start : ends[last - 1]],
+                      time_values)  # fmt: skip
+        first = last
+        if first < len(counts):
+            pause()
+    return rows
+
+
+def _rows(columns: list[Sequence], counts: list[int], features: list[str], time_values) -> list[tuple]:
+    """Chunks' rows from their heads' columns: no Python per row."""
+    ids, times, versions, scores, labels, latencies, shadow_versions, shadow_scores = columns
 
     def spread(values):  # a value per chunk, repeated for each of its rows
         return chain.from_iterable(map(repeat, values, counts))
