@@ -21,7 +21,7 @@ from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore,
 from retrain_platform.store.insert_process import InsertError, InsertProcess
 from retrain_platform.store.log_chunks import ROW_COLUMNS, Chunk, decode_batch, encode_chunk, encode_rows, join_chunks
 from retrain_platform.store.prediction_store import SPILL_BATCHES
-from retrain_platform.store.schema import UTCDateTime, is_in_memory, sqlite_time_text, sqlite_time_texts
+from retrain_platform.store.schema import UTCDateTime, is_in_memory
 from retrain_platform_tests.serving_fixtures import postgres_store_url
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -270,13 +270,6 @@ def test_a_batch_decoded_in_slices_pauses_between_them_and_gives_the_same_rows()
     assert rows == decode_batch(batch) and len(rows) == 255
     # Whole chunks per slice, at least one: [1, 2] then the 250-row chunk alone, then the last two.
     assert converted == [[1.0, 2.0], [3.0], [4.0, 5.0]] and pauses == [1, 2]
-
-
-def test_sqlite_time_texts_match_the_one_by_one_conversion():
-    times = [START.timestamp() + offset for offset in (0.0, 0.000001, 0.4999995, 0.9999996, 1.25, 86_400.5)]
-    values = [*times, START, START.isoformat()]
-    assert sqlite_time_texts(values) == [sqlite_time_text(value) for value in values]
-    assert sqlite_time_texts(times)[:2] == ["2026-03-01 12:00:00.000000", "2026-03-01 12:00:00.000001"]
 
 
 class HalfScores:

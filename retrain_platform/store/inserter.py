@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from .log_chunks import ROW_COLUMNS, decode_batch
-from .schema import features_mapping, predictions, sqlite_time_texts
+from .schema import features_mapping, predictions
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,10 @@ class PredictionInserter:
         self._pause = pause
         dialect = engine.dialect
         # The rows go to the driver as decoded: their time is the one value the driver does not
-        # take as it is (text on SQLite), converted once per chunk, a batch's together on SQLite;
-        # the features are JSON text already, and the other values are strings and numbers.
+        # take as it is (text on SQLite), converted once per chunk; the features are JSON text
+        # already, and the other values are strings and numbers.
         bind = predictions.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
-        if dialect.name == "sqlite":
-            self._time_values = sqlite_time_texts
-        else:
-            self._time_values = (lambda values: list(map(bind, values))) if bind else None
+        self._time_values = (lambda values: list(map(bind, values))) if bind else None
         self._insert_sql = f"INSERT INTO predictions ({', '.join(ROW_COLUMNS)}) VALUES %s"
         self._driver_errors = (dialect.dbapi.IntegrityError, dialect.dbapi.DataError)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,21 +48,6 @@ def sqlite_time_text(value: datetime | str | float) -> str:
         if len(value) == 25:  # orjson leaves out a microsecond of 0
             return f"{value[:10]} {value[11:19]}.000000"
     return sqlite_time_text(datetime.fromisoformat(value))  # another offset, or naive text (refused)
-
-
-def sqlite_time_texts(values: Sequence) -> list[str]:
-    """`sqlite_time_text` of each value. A batch's times are a fraction of a second apart: the text
-    of each second is made once for the times in it, and a time costs one f-string."""
-    texts, second, second_text = [], None, ""
-    for value in values:
-        if not isinstance(value, float):
-            texts.append(sqlite_time_text(value))
-            continue
-        seconds, micros = divmod(round(value * 1_000_000), 1_000_000)
-        if seconds != second:
-            second, second_text = seconds, _utc_second_text(seconds)
-        texts.append(f"{second_text}.{micros:06d}")
-    return texts
 
 
 class UTCDateTime(sa.TypeDecorator):
