@@ -34,7 +34,7 @@ from .schema import features_mapping
 HEAD = ("prediction_id", "created_at", "model_version", "score", "predicted_label", "latency_ms",
         "shadow_version", "shadow_score")  # fmt: skip
 PER_ROW = ("prediction_id", "score", "predicted_label", "shadow_score")  # lists, a value per row
-SHADOW_VERSION, SHADOW_SCORE = HEAD.index("shadow_version"), HEAD.index("shadow_score")
+IDS, SHADOW_VERSION, SHADOW_SCORE = (HEAD.index(name) for name in ("prediction_id", "shadow_version", "shadow_score"))
 # The rows `decode_batch` gives: values in this order, as the inserter's statement names them.
 ROW_COLUMNS = ("prediction_id", "created_at", "model_version", "features", "score", "predicted_label",
                "shadow_version", "shadow_score", "latency_ms")  # fmt: skip
@@ -102,7 +102,7 @@ def decode_batch(payload: bytes, time_values: Callable[[Sequence], Sequence] | N
     if any(len(head) != len(HEAD) for head in heads):
         raise ValueError(f"a head holds {len(HEAD)} fields ({', '.join(HEAD)})")
     columns = list(zip(*heads, strict=True))
-    ids, shadow_scores = columns[HEAD.index("prediction_id")], columns[SHADOW_SCORE]
+    ids, shadow_scores = columns[IDS], columns[SHADOW_SCORE]
     counts = list(map(len, ids))
     features = feature_lines.decode().split("\n") if feature_lines else []
     if len(features) != sum(counts):
@@ -152,6 +152,6 @@ def with_shadow_scores(chunks: Sequence[Chunk], model: ShadowModel) -> list[Chun
         heads = orjson.loads(b"[" + chunk.head + b"]")
         for head in heads:
             head[SHADOW_VERSION] = model.version
-            head[SHADOW_SCORE] = [float(next(scores)) for _ in head[0]]
+            head[SHADOW_SCORE] = [float(next(scores)) for _ in head[IDS]]
         shadowed.append(Chunk(orjson.dumps(heads)[1:-1], chunk.features, chunk.rows))
     return shadowed
