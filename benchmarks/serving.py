@@ -37,11 +37,21 @@ divided by the machine's cores: that work would otherwise have served requests. 
 of the drain: the insert process runs at idle priority, and on the idle machine after a run it
 catches up faster than it could have during the run.)
 
+Every run also prints where the load generator ran, per request: its CPU time and the machine's
+rescheduling interrupts (remote wake-ups). wrk shares the cores with the server, and Linux either
+moves it to the core of the worker whose response woke it (few remote wake-ups, and on one Intel
+machine here ~16 µs of client CPU per request) or wakes it on the core it was on (~0.5 remote
+wake-ups and ~33 µs per request there), and a run settles in one or the other: in the second,
+the request and the response cross between the cores' caches, and the server's workers also
+spend more CPU per request. Runs of the same server landed in either, so two runs compare as
+they are only when these figures agree. `--client-cpus 1` keeps wrk on CPU 1: every run then
+places it alike (the remote kind).
+
 Targets: ours >= 10x mlflow's throughput; one row p50 <= 1.5 ms, p99 <= 5 ms; logging costs
 <= 15 % of throughput; a batch of 1,000 rows p50 <= 20 ms.
 
     .venv/bin/python benchmarks/serving.py [--seconds 10] [--warmup 3] [--concurrency 4] [--rounds 3] [--workers 2]
-        [--cost-pairs 15] [--cost-slice 2]
+        [--cost-pairs 15] [--cost-slice 2] [--client-cpus 1]
 """
 
 import argparse
@@ -50,6 +60,7 @@ import http.client
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -236,28 +247,68 @@ def mlflow_serve(tracking_uri: str, model_name: str, workers: int) -> tuple[list
 
 
 # -- load -------------------------------------------------------------------------------------------
+def rescheduling_interrupts() -> int | None:
+    """Linux's count of rescheduling interrupts, all CPUs together: one is sent each time a task is
+    woken on another CPU than the one waking it. None where /proc/interrupts has no such line."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/interrupts").read_text().splitlines():
+            if "Rescheduling interrupts" in line:
+                return sum(int(field) for field in line.split()[1:] if field.isdigit())
+    return None
+
+
+@contextlib.contextmanager
+def placement(who: int) -> Iterator[dict]:
+    """How the load generator and the server were placed on the CPUs during the block, per request
+    once the block's result fills in `requests`: the client's CPU time (`who`: RUSAGE_CHILDREN for
+    a client in a child process, RUSAGE_SELF for one in this process) and the remote wake-ups.
+
+    On a machine whose cores the client shares with the server, the scheduler either moves the
+    client to the core of the worker that woke it, or wakes it where it was, on another core: the
+    second costs both sides more CPU per request (the request and the response cross between the
+    cores' caches), and a run can settle in either. These two figures show which one a run was in."""
+    usage, interrupts = resource.getrusage(who), rescheduling_interrupts()
+    seen: dict = {}
+    yield seen
+    after, interrupts_after = resource.getrusage(who), rescheduling_interrupts()
+    requests = max(seen.get("requests", 0), 1)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    seen["client_us"] = cpu / requests * 1e6
+    seen["remote_wakeups"] = (interrupts_after - interrupts) / requests if interrupts is not None else math.nan
+
+
 class Wrk:
     name = "wrk -t1"
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, cpus: set[int] | None = None):
         self.script = folder / "post.lua"
         self.script.write_text(WRK_SCRIPT)
         self.folder = folder
+        self.cpus = cpus
+        if cpus:
+            self.name += f" on CPU {','.join(map(str, sorted(cpus)))}"
 
     def run(self, url: str, body: bytes, connections: int, seconds: float) -> dict:
         body_file = self.folder / "body.json"
         body_file.write_bytes(body)
         command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
                    "-s", str(self.script), url, "--", str(body_file)]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"wrk failed ({done.returncode}) on {url}: {done.stderr.strip() or done.stdout.strip()}")
-        out = done.stdout
-        line = next(line for line in out.splitlines() if line.startswith("RESULT "))
-        raw = json.loads(line.removeprefix("RESULT "))
-        return {"rps": raw["requests"] / (raw["duration_us"] / 1e6), "p50_ms": raw["p50_us"] / 1000,
-                "p99_ms": raw["p99_us"] / 1000, "errors": raw["non2xx"] + raw["socket_errors"],
-                "requests": raw["requests"], "seconds": raw["duration_us"] / 1e6}  # fmt: skip
+        if self.cpus:
+            command = ["taskset", "--cpu-list", ",".join(map(str, sorted(self.cpus))), *command]
+        with placement(resource.RUSAGE_CHILDREN) as seen:
+            result = parse_wrk(subprocess.run(command, capture_output=True, text=True, check=False), url)
+            seen["requests"] = result["requests"]
+        return {**result, **seen}
+
+
+def parse_wrk(done: subprocess.CompletedProcess, url: str) -> dict:
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}) on {url}: {done.stderr.strip() or done.stdout.strip()}")
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+    raw = json.loads(line.removeprefix("RESULT "))
+    return {"rps": raw["requests"] / (raw["duration_us"] / 1e6), "p50_ms": raw["p50_us"] / 1000,
+            "p99_ms": raw["p99_us"] / 1000, "errors": raw["non2xx"] + raw["socket_errors"],
+            "requests": raw["requests"], "seconds": raw["duration_us"] / 1e6}  # fmt: skip
 
 
 class PythonClient:
@@ -282,17 +333,18 @@ class PythonClient:
                 errors[i] += response.status != 200
             conn.close()
 
-        started = time.perf_counter()
-        threads = [threading.Thread(target=loop, args=(i,)) for i in range(connections)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
-        every = sorted(x for per in latencies for x in per)
+        with placement(resource.RUSAGE_SELF) as seen:
+            started = time.perf_counter()
+            threads = [threading.Thread(target=loop, args=(i,)) for i in range(connections)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - started
+            seen["requests"] = len(every := sorted(x for per in latencies for x in per))
         return {"rps": len(every) / elapsed, "p50_ms": statistics.median(every) * 1000,
                 "p99_ms": every[int(0.99 * (len(every) - 1))] * 1000, "errors": sum(errors),
-                "requests": len(every), "seconds": elapsed}  # fmt: skip
+                "requests": len(every), "seconds": elapsed, **seen}  # fmt: skip
 
 
 def last_logged_row(db: Path) -> int:
@@ -374,8 +426,12 @@ def measure(client, what: str, url: str, body: bytes, connections: int, seconds:
     drained = (f", log stored {result['drain_s']:.1f} s later, backlog {result['backlog_s'] * 1000:.0f} ms"
                if log is not None else "")  # fmt: skip
     print(f"  {what:34s} {result['rps']:8.0f} req/s   p50 {result['p50_ms']:7.2f} ms   p99 {result['p99_ms']:7.2f} ms"
-          f"   ({result['requests']} requests{drained})", flush=True)  # fmt: skip
+          f"   ({result['requests']} requests{drained}; {placement_text(result)})", flush=True)  # fmt: skip
     return result
+
+
+def placement_text(result: dict) -> str:
+    return f"client {result['client_us']:.0f} µs/request, {result['remote_wakeups']:.2f} remote wake-ups/request"
 
 
 LABELS = {
@@ -387,19 +443,18 @@ BATCH_SERVERS = {"batch": "on", "batch_off": "off", "batch_thread": "thread"}
 
 
 def logging_cost_slices(client, on_url: str, off_url: str, body: bytes, log: ServerLog, connections: int,
-                        pairs: int, seconds: float) -> list[float]:  # fmt: skip
+                        pairs: int, seconds: float) -> list[tuple[float, dict, dict]]:  # fmt: skip
     """The logging cost, 1 - sustained(on) / off, of each of `pairs` pairs of short slices, logging
-    on and off back to back, their order swapped every pair. Each logging slice starts with the
-    log's backlog stored and pays for its own (see `timed_run`)."""
+    on and off back to back, their order swapped every pair, with the two slices' runs. Each
+    logging slice starts with the log's backlog stored and pays for its own (see `timed_run`)."""
     servers = {"on": (on_url, log), "off": (off_url, None)}
     costs = []
     for i in range(pairs):
-        sustained = {}
+        runs = {}
         for name in ("on", "off") if i % 2 == 0 else ("off", "on"):
             url, server_log = servers[name]
-            run = timed_run(client, f"logging {name}", url, body, connections, seconds, server_log)
-            sustained[name] = run["sustained_rps"]
-        costs.append(1 - sustained["on"] / sustained["off"])
+            runs[name] = timed_run(client, f"logging {name}", url, body, connections, seconds, server_log)
+        costs.append((1 - runs["on"]["sustained_rps"] / runs["off"]["sustained_rps"], runs["on"], runs["off"]))
     return costs
 
 
@@ -418,12 +473,16 @@ def main() -> None:
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--cost-pairs", type=int, default=15, help="pairs of slices, logging on and off, for its cost")
     parser.add_argument("--cost-slice", type=float, default=2.0, help="seconds of each slice")
+    parser.add_argument("--client-cpus", type=lambda text: {int(cpu) for cpu in text.split(",")}, default=None,
+                        help="run wrk on these CPUs only (e.g. 1): every run then places the client alike")  # fmt: skip
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
         folder = Path(tmp)
         use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
-        client = Wrk(folder) if use_wrk else PythonClient()
+        if args.client_cpus and not use_wrk:
+            parser.error("--client-cpus needs wrk")
+        client = Wrk(folder, args.client_cpus) if use_wrk else PythonClient()
         print(f"training and registering the model ({args.window_days}-day window)...", flush=True)
         spec, tracking_uri, predictor, holdout = register_model(folder, args.window_days)
         one_ours, one_mlflow, batch, expected = request_bodies(spec, predictor, holdout)
@@ -472,20 +531,24 @@ def main() -> None:
                                               logs.get(server_name)))  # fmt: skip
             print(f"logging cost: {args.cost_pairs} pairs of {args.cost_slice:g} s slices, logging on and off in turn",
                   flush=True)  # fmt: skip
-            slice_costs = logging_cost_slices(client, urls["on"], urls["off"], one_ours, logs["on"], c,
-                                              args.cost_pairs, args.cost_slice)  # fmt: skip
+            slices = logging_cost_slices(client, urls["on"], urls["off"], one_ours, logs["on"], c,
+                                         args.cost_pairs, args.cost_slice)  # fmt: skip
+            slice_costs = [cost for cost, _, _ in slices]
             print(f"  pair by pair: {', '.join(f'{x * 100:.1f}' for x in slice_costs)} %")
+            for name, index in (("on", 1), ("off", 2)):
+                client_us = ", ".join(f"{pair[index]['client_us']:.0f}" for pair in slices)
+                print(f"  client µs/request, logging {name}: {client_us}")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         stages = batch_stages(spec, predictor, batch)  # after the servers stopped: this process alone
 
-    keys = ("rps", "sustained_rps", "p50_ms", "p99_ms", "drain_s", "backlog_s")
+    keys = ("rps", "sustained_rps", "p50_ms", "p99_ms", "drain_s", "backlog_s", "client_us", "remote_wakeups")
     results = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
     print(f"medians over {args.rounds} round(s) (sustained: requests / (run + backlog), the backlog being the CPU the "
           f"server spent after the run until its log stopped growing, over {os.cpu_count()} cores):")
     for name, r in results.items():
         print(f"  {name:12s} {r['rps']:8.0f} req/s, sustained {r['sustained_rps']:8.0f}   p50 {r['p50_ms']:7.2f} ms"
               f"   p99 {r['p99_ms']:7.2f} ms   log stored {r['drain_s']:.1f} s after the run "
-              f"(backlog {r['backlog_s'] * 1000:.0f} ms)")  # fmt: skip
+              f"(backlog {r['backlog_s'] * 1000:.0f} ms; {placement_text(r)})")  # fmt: skip
     on, batch_result = results["on"], results["batch"]
 
     def paired(name: str, baseline: str, figure) -> float:
