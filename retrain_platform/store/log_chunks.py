@@ -108,7 +108,9 @@ def decode_batch(payload: bytes, time_values: Callable[[Sequence], Sequence] | N
     if len(features) != sum(counts):
         raise ValueError(f"{len(features)} feature lines for {sum(counts)} predictions")
     columns[SHADOW_SCORE] = [[None] * n if values is None else values for values, n in zip(shadow_scores, counts, strict=True)]
-    for name in ("score", "predicted_label", "shadow_score"):
+    for name in PER_ROW:
+        if name == "prediction_id":  # the ids give the counts
+            continue
         if (lengths := list(map(len, columns[HEAD.index(name)]))) != counts:
             chunk = next(i for i, (length, count) in enumerate(zip(lengths, counts, strict=True)) if length != count)
             raise ValueError(f"chunk {chunk}: column {name!r} holds {lengths[chunk]} values for {counts[chunk]} "
