@@ -284,17 +284,17 @@ class Wrk:
         self.script = folder / "post.lua"
         self.script.write_text(WRK_SCRIPT)
         self.folder = folder
-        self.cpus = cpus
-        if cpus:
-            self.name += f" on CPU {','.join(map(str, sorted(cpus)))}"
+        self.cpu_list = ",".join(map(str, sorted(cpus))) if cpus else None  # as taskset takes it
+        if self.cpu_list:
+            self.name += f" on CPU {self.cpu_list}"
 
     def run(self, url: str, body: bytes, connections: int, seconds: float) -> dict:
         body_file = self.folder / "body.json"
         body_file.write_bytes(body)
         command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
                    "-s", str(self.script), url, "--", str(body_file)]  # fmt: skip
-        if self.cpus:
-            command = ["taskset", "--cpu-list", ",".join(map(str, sorted(self.cpus))), *command]
+        if self.cpu_list:
+            command = ["taskset", "--cpu-list", self.cpu_list, *command]
         with placement(resource.RUSAGE_CHILDREN) as seen:
             result = parse_wrk(subprocess.run(command, capture_output=True, text=True, check=False), url)
             seen["requests"] = result["requests"]
@@ -341,7 +341,8 @@ class PythonClient:
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - started
-            seen["requests"] = len(every := sorted(x for per in latencies for x in per))
+            every = sorted(x for per in latencies for x in per)
+            seen["requests"] = len(every)
         return {"rps": len(every) / elapsed, "p50_ms": statistics.median(every) * 1000,
                 "p99_ms": every[int(0.99 * (len(every) - 1))] * 1000, "errors": sum(errors),
                 "requests": len(every), "seconds": elapsed, **seen}  # fmt: skip
@@ -442,8 +443,14 @@ LABELS = {
 BATCH_SERVERS = {"batch": "on", "batch_off": "off", "batch_thread": "thread"}
 
 
+class SlicePair(NamedTuple):
+    cost: float  # 1 - sustained(on) / off
+    on: dict  # the two slices' runs
+    off: dict
+
+
 def logging_cost_slices(client, on_url: str, off_url: str, body: bytes, log: ServerLog, connections: int,
-                        pairs: int, seconds: float) -> list[tuple[float, dict, dict]]:  # fmt: skip
+                        pairs: int, seconds: float) -> list[SlicePair]:  # fmt: skip
     """The logging cost, 1 - sustained(on) / off, of each of `pairs` pairs of short slices, logging
     on and off back to back, their order swapped every pair, with the two slices' runs. Each
     logging slice starts with the log's backlog stored and pays for its own (see `timed_run`)."""
@@ -454,7 +461,7 @@ def logging_cost_slices(client, on_url: str, off_url: str, body: bytes, log: Ser
         for name in ("on", "off") if i % 2 == 0 else ("off", "on"):
             url, server_log = servers[name]
             runs[name] = timed_run(client, f"logging {name}", url, body, connections, seconds, server_log)
-        costs.append((1 - runs["on"]["sustained_rps"] / runs["off"]["sustained_rps"], runs["on"], runs["off"]))
+        costs.append(SlicePair(1 - runs["on"]["sustained_rps"] / runs["off"]["sustained_rps"], **runs))
     return costs
 
 
@@ -533,10 +540,10 @@ def main() -> None:
                   flush=True)  # fmt: skip
             slices = logging_cost_slices(client, urls["on"], urls["off"], one_ours, logs["on"], c,
                                          args.cost_pairs, args.cost_slice)  # fmt: skip
-            slice_costs = [cost for cost, _, _ in slices]
+            slice_costs = [pair.cost for pair in slices]
             print(f"  pair by pair: {', '.join(f'{x * 100:.1f}' for x in slice_costs)} %")
-            for name, index in (("on", 1), ("off", 2)):
-                client_us = ", ".join(f"{pair[index]['client_us']:.0f}" for pair in slices)
+            for name in ("on", "off"):
+                client_us = ", ".join(f"{getattr(pair, name)['client_us']:.0f}" for pair in slices)
                 print(f"  client µs/request, logging {name}: {client_us}")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         stages = batch_stages(spec, predictor, batch)  # after the servers stopped: this process alone
