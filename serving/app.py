@@ -138,7 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         store = PredictionStore(
             settings.store_url, batch_size=settings.store_batch_size, flush_interval=settings.store_flush_seconds,
-            insert_process=settings.store_insert_process,
+            insert_process=settings.store_insert_process and log_predictions,  # no process for a log left off
         )  # fmt: skip
         store.start()
         app.state.store = store
@@ -279,7 +279,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not body["model_loaded"]:
             response.status_code = 503
         store = StoreHealth(pending=stats.pending, written=stats.written, failed_writes=stats.failed_writes,
-                            last_error=stats.last_error, spilled_batches=app.state.store.spilled_batches)  # fmt: skip
+                            last_error=stats.last_error)  # fmt: skip
         return Health(**body, store=store)
 
     @app.get("/health/live", tags=["operations"], summary="Liveness only: the process answers")

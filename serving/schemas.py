@@ -162,11 +162,6 @@ class StoreHealth(BaseModel):
     written: int = Field(description="predictions this worker stored")
     failed_writes: int = Field(description="batches whose write failed (their rows stay queued and are retried)")
     last_error: str | None
-    spilled_batches: int = Field(
-        description="batches this worker stored itself, at the price of request time, because the log's insert "
-        "process (which only gets idle CPU) had fallen behind: a count that keeps growing means the "
-        "server has been busy for long with no idle CPU to spare"
-    )
 
 
 class Health(BaseModel):

@@ -3,14 +3,16 @@ requests does not spend its time on the log.
 
 A writer thread in a serving worker shares the GIL with the requests: converting and inserting a
 1,000-row batch there held the interpreter for ~9 ms that a request then waited for. Through this
-process, the thread only passes on the chunks the requests encoded (see `log_chunks`) and waits,
-without the GIL, for the answer.
+process, a serving worker only passes on the chunks the requests encoded (see `log_chunks`): `send`
+writes a batch into the pipe and returns, and `answers` later collects, without waiting, which
+batches were stored and which failed (and keeps every batch sent until then, so that a failed one
+can be sent again).
 
 Protocol on the child's stdin and stdout: each message is an 8-byte little-endian length and that
 many bytes. The first message to the child is the database URL (not an argument: `ps` would show
 a password); then each message is a batch of chunks (see `log_chunks`), stored in one transaction
-and answered with an empty message once committed or with the error's text. The child exits when
-its stdin closes: the parent closed it, or died.
+and answered, in order, with an empty message once committed or with the error's text. The child
+exits when its stdin closes: the parent closed it, or died.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import fcntl
 import gc
 import logging
 import os
+import select
 import signal
 import struct
 import subprocess
 import sys
 import threading
-from typing import BinaryIO
+from collections import deque
+from typing import BinaryIO, Generic, TypeVar
 
 from .inserter import PredictionInserter
 from .schema import create_store_engine
@@ -34,6 +38,9 @@ log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<Q")
 PIPE_BYTES = 1 << 20  # the default ceiling for a pipe an unprivileged process enlarges
+
+
+Token = TypeVar("Token")
 
 
 class InsertError(RuntimeError):
@@ -57,37 +64,97 @@ def _receive(stream: BinaryIO) -> bytes:
     return payload
 
 
-class InsertProcess:
-    """The parent's side: `insert(batch)` returns once the child committed them, or raises InsertError.
+class InsertProcess(Generic[Token]):
+    """The parent's side. `send(batch, token)` hands a batch on; `answers()` returns the outcomes
+    of the batches answered since the last call; `insert(batch)` does both and waits.
 
-    The child starts on the first batch, and again on the next batch after it died (a batch it was
-    handling then fails, and the writer keeps its rows for the next attempt)."""
+    The child starts with `start()` or on the first batch, and again on the next batch after it
+    died: the batches it had not answered then come back from `answers()` as failed."""
 
     def __init__(self, url: str, stop_timeout: float = 30.0):
         self.url = url
         self.stop_timeout = stop_timeout
         self._child: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._unanswered: deque[Token] = deque()  # sent, in order; the child answers in that order
+        self._answered: list[tuple[Token, str | None]] = []  # (token, why it failed, or None), oldest first
+        self._replies = bytearray()  # the child's answers read so far, the last one maybe partial
 
-    def insert(self, batch: bytes) -> None:
-        """Store a batch of chunks (see `log_chunks`) in one transaction."""
+    def start(self) -> None:
+        with self._lock:
+            self._running_child()
+
+    def send(self, batch: bytes, token: Token) -> None:
+        """Hand a batch of chunks (see `log_chunks`) to the child, to store in one transaction;
+        `token` comes back from `answers()` if it fails. Waits only while the pipe is full."""
         with self._lock:
             child = self._running_child()
             try:
-                _send(child.stdin, batch)
-                error = _receive(child.stdout)
-            except (OSError, EOFError) as err:
-                self._stop(kill=True)
-                raise InsertError(
-                    f"the insert process stopped ({type(err).__name__}: {err}); the next batch starts another"
-                ) from err
-        if error:
-            raise InsertError(error.decode())
+                os.write(child.stdin.fileno(), HEADER.pack(len(batch)))
+                view = memoryview(batch)
+                while view:
+                    view = view[os.write(child.stdin.fileno(), view) :]
+            except OSError as err:
+                self._lose_child(f"the insert process stopped ({type(err).__name__}: {err})")
+                raise InsertError(f"the insert process stopped ({err}); the next batch starts another") from err
+            self._unanswered.append(token)
+
+    @property
+    def unanswered(self) -> list[Token]:
+        """The batches sent and not answered yet, oldest first."""
+        with self._lock:
+            return list(self._unanswered)
+
+    def answers(self, wait: bool = False) -> list[tuple[Token, str | None]]:
+        """The batches answered since the last call, oldest first: (token, None) if stored, or
+        (token, why) if not, or sent to a child that died. With `wait`, every batch sent so far."""
+        with self._lock:
+            while self._unanswered and self._child is not None:
+                if not wait and not select.select([self._child.stdout], [], [], 0)[0]:
+                    break
+                data = os.read(self._child.stdout.fileno(), 1 << 16)
+                if not data:
+                    self._lose_child("the insert process stopped before answering")
+                    break
+                self._replies += data
+                self._take_answers()
+            answered, self._answered = self._answered, []
+            return answered
+
+    def insert(self, batch: bytes) -> None:
+        """Store a batch and wait for it; raise InsertError with the child's reason if it failed."""
+        self.send(batch, None)
+        for _, error in self.answers(wait=True):
+            if error is not None:
+                raise InsertError(error)
+
+    def _take_answers(self) -> None:
+        while len(self._replies) >= HEADER.size:
+            (size,) = HEADER.unpack_from(self._replies)
+            if len(self._replies) < HEADER.size + size:
+                return
+            error = self._replies[HEADER.size : HEADER.size + size].decode()
+            del self._replies[: HEADER.size + size]
+            self._answered.append((self._unanswered.popleft(), error or None))
+
+    def _lose_child(self, why: str) -> None:
+        """The child is gone (or going): what it had not answered failed."""
+        child = self._child
+        if child is not None and child.poll() is not None:  # it exited: its last answers may be in the pipe
+            with contextlib.suppress(OSError):
+                while data := os.read(child.stdout.fileno(), 1 << 16):
+                    self._replies += data
+            self._take_answers()
+        self._stop(kill=True)
+        self._answered += [(token, why) for token in self._unanswered]
+        self._unanswered.clear()
+        self._replies.clear()
 
     def _running_child(self) -> subprocess.Popen:
         if self._child is not None and self._child.poll() is None:
             return self._child
-        self._stop(kill=True)
+        if self._child is not None:
+            self._lose_child("the insert process stopped")
         # A process group of its own: a Ctrl-C meant for the server must not stop it before the
         # server's last flush; it ends when its stdin closes instead. The server's session, not a
         # new one: Linux's autogroup scheduling gives each session an equal share of the CPU, so in
@@ -131,15 +198,11 @@ def main() -> None:
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # anything printed goes to stderr, never into a reply
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Only CPU that nothing else wants: a request should never wait for the log. At nice 5 this
-    # process still took a core from the workers whenever it woke; under SCHED_IDLE it stores the
-    # rows in the gaps between requests, and in A/B runs of short bursts (backlog counted) logging
-    # cost less and one-row p99 was lower. Under sustained full load it gets no such gaps: past
-    # SPILL_BATCHES queued the server stores batches itself (see PredictionStore).
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux, or a sandbox that refuses it: the lowest nice value instead
-        os.nice(19)
+    # Below the workers: when it wakes to store a batch, a worker with a request to answer gets the
+    # core first. Not SCHED_IDLE: the workers hand it batches without waiting for it, so under
+    # sustained full load, with no idle CPU at all, it would fall behind without bound. At nice 10
+    # it keeps up, and when its pipe is full a worker's next batch waits for it.
+    os.nice(10)
     logging.basicConfig(level=logging.INFO, format="insert process %(process)d: %(levelname)s %(message)s")
     engine = create_store_engine(_receive(requests).decode())
     # What was made so far lives as long as the process: out of the collector's sight, the

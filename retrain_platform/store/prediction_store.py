@@ -7,9 +7,7 @@ caller wants to know whether its prediction id exists. Monitoring reads the log 
 from __future__ import annotations
 
 import logging
-import math
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -17,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from .batch_writer import BatchWriter, WriterStats
-from .insert_process import InsertProcess
+from .insert_process import InsertError, InsertProcess
 from .inserter import PredictionInserter
 from .log_chunks import Chunk, encode_rows, join_chunks, with_shadow_scores
 from .schema import PREDICTION_COLUMNS, create_store_engine, create_tables, is_in_memory, labels, predictions, utcnow
@@ -53,12 +51,6 @@ def _score_shadows(chunks: list[Chunk]) -> list[Chunk]:
     return scored
 
 
-# Rows queued beyond which the writer stores batches in its own thread, at the server's priority,
-# instead of through the insert process, which only gets CPU that nothing else wants (see
-# insert_process): on a machine busy for long, the log must not fall behind without bound.
-SPILL_BATCHES = 20
-
-
 class UnknownPrediction(LookupError):
     """No prediction with this id was ever logged."""
 
@@ -91,36 +83,37 @@ class PredictionStore:
             raise ValueError(f"{url}: an in-memory database cannot be written by another process")
         self.engine = create_store_engine(url)
         create_tables(self.engine)
-        self._insert_process = InsertProcess(url) if insert_process else None
+        # The batches the insert process was handed, with their chunks, until it answers.
+        self._insert_process: InsertProcess[list[Chunk]] | None = InsertProcess(url) if insert_process else None
         self._inserter = PredictionInserter(self.engine)
-        self._spill_above = SPILL_BATCHES * batch_size
-        self.spilled_batches = 0  # batches the writer stored itself although an insert process was there
-        self._last_spill_warning = -math.inf
         self.writer: BatchWriter[Chunk] = BatchWriter(
             self._insert, batch_size=batch_size, interval=flush_interval, prepare=_score_shadows,
-            name="prediction-writer",
+            settle=self._settle if insert_process else None, name="prediction-writer",
         )  # fmt: skip
 
     def _insert(self, chunks: list[Chunk]) -> None:
-        """Store a batch: through the insert process while the log keeps up, else in this thread."""
+        """Store a batch, or hand it to the insert process (which answers later: see `_settle`)."""
         payload = join_chunks(chunks)
         if self._insert_process is None:
             self._inserter.insert(payload)
-            return
-        pending = self.writer.stats().pending
-        if pending > self._spill_above:
-            # Under sustained full load this happens every few seconds: say so once a minute.
-            if time.monotonic() - self._last_spill_warning > 60:
-                self._last_spill_warning = time.monotonic()
-                log.warning("the prediction log is %d rows behind (the insert process gets no idle CPU): the "
-                            "server stores batches itself until it catches up", pending)  # fmt: skip
-            self.spilled_batches += 1
-            self._inserter.insert(payload)
-            return
-        self._insert_process.insert(payload)
+        else:
+            self._insert_process.send(payload, chunks)
+
+    def _settle(self, wait: bool) -> None:
+        """The insert process's answers so far (all, if `wait`): failed batches are queued again."""
+        answered = self._insert_process.answers(wait)
+        failed = [(chunks, why) for chunks, why in answered if why is not None]
+        for chunks, why in reversed(failed):  # each goes in front: the oldest last
+            self.writer.put_back([(chunk.rows, chunk) for chunk in chunks], InsertError(why))
+        if failed:
+            raise InsertError(f"{len(failed)} of {len(answered)} batches failed, the last because: {failed[-1][1]}")
+        if answered:
+            self.writer.stored()
 
     # -- writing --------------------------------------------------------------------------------
     def start(self) -> None:
+        if self._insert_process is not None:
+            self._insert_process.start()  # now, not in the request that fills the first batch
         self.writer.start()
 
     def close(self) -> None:
@@ -144,11 +137,20 @@ class PredictionStore:
 
     def record_chunk(self, chunk: Chunk) -> None:
         """Queue a request's predictions, encoded (see `log_chunks.encode_chunk`): serving's way.
-        The chunk's challenger, if any, scores the same rows in the writer thread."""
-        self.writer.submit(chunk, chunk.rows)
+        The chunk's challenger, if any, scores the same rows in the writer thread.
+
+        With an insert process, the request that fills a batch hands it over itself: that is a
+        write into a pipe, and waking the writer thread for it would cost the requests more (see
+        `BatchWriter`). Not a batch to shadow: its scoring is work for the thread."""
+        self.writer.submit(chunk, chunk.rows, write_if_full=self._insert_process is not None and chunk.shadow is None)
 
     def stats(self) -> WriterStats:
-        return self.writer.stats()
+        """The writer's figures, the batches the insert process has not answered yet counted as pending."""
+        stats = self.writer.stats()
+        if self._insert_process is None:
+            return stats
+        unanswered = sum(chunk.rows for chunks in self._insert_process.unanswered for chunk in chunks)
+        return replace(stats, pending=stats.pending + unanswered, written=stats.written - unanswered)
 
     def add_label(self, prediction_id: str, label: int, labelled_at: datetime | None = None) -> LabelRecord:
         """Attach the true outcome to a logged prediction; raises UnknownPrediction or DuplicateLabel."""
@@ -158,7 +160,7 @@ class PredictionStore:
         except UnknownPrediction:
             # The label may have come before the writer stored its prediction: store what is queued
             # and look again. (Only a miss pays for this; the request path keeps no list of ids.)
-            if not self.writer.stats().pending:
+            if not self.stats().pending:
                 raise
             self.flush()
             return self._add_label(prediction_id, int(label), labelled_at)
