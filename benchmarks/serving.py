@@ -25,17 +25,19 @@ duration, and is repeated for a few rounds (medians reported). The ratios (ours 
 on to off) are taken within each round, logging on and off back to back in an order swapped every
 round, and their median over the rounds is reported: the machine's speed drifts by more than the
 logging cost over a few minutes. After the rounds, logging on and off alternate in short slices
-(default 2 s), many pairs of them, for the logging cost in bursts: the insert process, at idle
-priority, catches up between them, which under the rounds' sustained load it cannot (it starves,
-and past 20 batches queued the workers store the log themselves). The target is judged on the
-rounds' sustained figure; the bursts' is printed beside it. A server
+(default 2 s), many pairs of them, for the logging cost in bursts: the insert process, below the
+workers' priority, may catch up between them. The target is judged on the rounds' sustained
+figure; the bursts' is printed beside it. A server
 that logs must store the warm-up's rows before its run starts (so that no run pays for another's
 backlog), and the work its log leaves for after its run counts against it: throughput with logging
 on is sustained throughput, requests / (run + backlog), the backlog being the CPU time the server's
 processes (workers, insert processes) spend from the run's end until the log stops growing,
 divided by the machine's cores: that work would otherwise have served requests. (Not the wall time
-of the drain: the insert process runs at idle priority, and on the idle machine after a run it
-catches up faster than it could have during the run.)
+of the drain: the insert process runs below the workers' priority, and on the idle machine after
+a run it catches up faster than it could have during the run.)
+
+`benchmarks/serving_worker_cpu.py` measures the other side: the CPU one worker spends per request,
+logging on against off, with the app called directly (no sockets, no load generator).
 
 Every run also prints where the load generator ran, per request: its CPU time and the machine's
 rescheduling interrupts (remote wake-ups). wrk shares the cores with the server, and Linux either

@@ -1,0 +1,143 @@
+"""The CPU one serving worker spends per one-row `/predict`, prediction logging on against off, with
+no sockets and no load generator: the app is called directly (ASGI) in a loop, in a process of its
+own per run, so the figures are the worker's own and do not depend on where Linux puts a client.
+
+What it shows: what logging costs in the worker's process (encoding, queueing, handing batches to the
+insert process, and whatever that does to the rest of the request's work) and, separately, the
+insert process's CPU per request. Voluntary context switches per request are printed beside them:
+a thread that wakes to take the interpreter shows there. The runs alternate off and on for a few
+rounds, and the medians are reported; the ratio on/off is each round's, their median printed.
+
+    .venv/bin/python benchmarks/serving_worker_cpu.py [--requests 30000] [--rounds 3]
+"""
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def load_serving_benchmark():
+    """benchmarks/serving.py, for its model and request body (its name is the app package's)."""
+    spec = importlib.util.spec_from_file_location("serving_benchmark", Path(__file__).with_name("serving.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def insert_process_seconds(store) -> float:
+    """CPU time (user and system) the store's insert process has used; 0 without one."""
+    child = store._insert_process._child if store._insert_process is not None else None
+    if child is None:
+        return 0.0
+    fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_worker(folder: Path, logging: bool, requests: int, warmup: int = 2_000) -> dict:
+    """In this process: the app with a store of its own, `warmup` requests, then `requests` timed."""
+    os.environ.update({
+        "RETRAIN_HOME": str(folder / "home"), "RETRAIN_MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+        "RETRAIN_PREDICTION_STORE_URL": f"sqlite:///{folder / f'predictions-{os.getpid()}.db'}",
+        "RETRAIN_PREDICTION_LOGGING": str(logging).lower(), "RETRAIN_SERVING_POLL_SECONDS": "60",
+    })  # fmt: skip
+    from serving.app import create_app
+
+    body = (folder / "one.json").read_bytes()
+    app = create_app()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}  # fmt: skip
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def call() -> int:
+        status = []
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app(dict(scope), receive, send)
+        return status[0]
+
+    async def main() -> dict:
+        async with app.router.lifespan_context(app):
+            for _ in range(warmup):
+                if (status := await call()) != 200:
+                    raise RuntimeError(f"/predict answered {status}")
+            store = app.state.store
+            store.flush()  # the warm-up's rows stored: the timed requests pay only for their own
+            inserted = insert_process_seconds(store)
+            before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            for _ in range(requests):
+                await call()
+            after, elapsed = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - started
+            store.flush()  # what the timed requests logged, stored
+            inserted = insert_process_seconds(store) - inserted
+        return {
+            "worker_us": ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / requests * 1e6,
+            "wall_us": elapsed / requests * 1e6,
+            "switches": (after.ru_nvcsw - before.ru_nvcsw) / requests,
+            "insert_us": inserted / requests * 1e6,
+        }
+
+    return asyncio.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=30_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--worker", nargs=2, metavar=("FOLDER", "on|off"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        folder, mode = args.worker
+        print(json.dumps(run_worker(Path(folder), mode == "on", args.requests)))
+        return
+
+    bench = load_serving_benchmark()
+    folder = Path(tempfile.mkdtemp(prefix="worker-cpu-"))
+    print("training and registering the model (365-day window)...", flush=True)
+    spec, _, predictor, holdout = bench.register_model(folder, 365)
+    (folder / "one.json").write_bytes(bench.request_bodies(spec, predictor, holdout)[0])
+    results: dict[str, list[dict]] = {"off": [], "on": []}
+    ratios = []
+    for round_ in range(args.rounds):
+        for mode in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
+            command = [sys.executable, __file__, "--worker", str(folder), mode, "--requests", str(args.requests)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            results[mode].append(result)
+            print(f"  round {round_ + 1}, logging {mode:3s}: worker {result['worker_us']:6.1f} µs/request "
+                  f"(wall {result['wall_us']:6.1f}), {result['switches']:.3f} voluntary switches/request, "
+                  f"insert process {result['insert_us']:5.1f} µs/request", flush=True)  # fmt: skip
+        ratios.append(results["on"][-1]["worker_us"] / results["off"][-1]["worker_us"])
+
+    def median(mode: str, key: str) -> float:
+        return statistics.median(result[key] for result in results[mode])
+
+    off, on = median("off", "worker_us"), median("on", "worker_us")
+    print(f"\nmedians over {args.rounds} rounds, {args.requests} one-row requests each:")
+    print(f"  worker CPU per request: logging off {off:.1f} µs, on {on:.1f} µs: on/off {statistics.median(ratios):.3f}"
+          f" (+{on - off:.1f} µs)")  # fmt: skip
+    print(f"  voluntary switches per request: off {median('off', 'switches'):.3f}, on {median('on', 'switches'):.3f}")
+    print(f"  insert process CPU per request logged: {median('on', 'insert_us'):.1f} µs")
+
+
+if __name__ == "__main__":
+    main()
