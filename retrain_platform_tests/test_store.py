@@ -407,6 +407,29 @@ def test_batches_a_dying_insert_process_had_not_answered_are_sent_again(tmp_path
         store.close()
 
 
+def test_a_full_pipe_holds_up_neither_the_sender_nor_a_batch(tmp_path):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    PredictionStore(url).close()  # the tables
+    inserter = InsertProcess(url)
+    try:
+        inserter.start()
+        os.kill(inserter._child.pid, signal.SIGSTOP)  # it reads nothing: the pipe fills
+        rows = [prediction(note="x" * 2_000) for _ in range(1_000)]  # ~2 MB, twice what the pipe holds
+        batches = [join_chunks([encode_rows(rows[i : i + 250])]) for i in range(0, 1_000, 250)]
+        sender = threading.Thread(target=lambda: [inserter.send(batch, i) for i, batch in enumerate(batches)])
+        sender.start()
+        sender.join(timeout=20)
+        assert not sender.is_alive()  # returned at once, the rest waiting in this process
+        os.kill(inserter._child.pid, signal.SIGCONT)
+        assert inserter.answers(wait=True) == [(0, None), (1, None), (2, None), (3, None)]
+    finally:
+        os.kill(inserter._child.pid, signal.SIGCONT)  # if the test failed with the child stopped
+        sender.join()
+        inserter.close()
+    with sa.create_engine(url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM predictions")).scalar_one() == 1_000
+
+
 def test_the_insert_process_ends_with_its_parent(tmp_path):
     # The parent is killed outright (no close): its child sees its stdin close and exits.
     script = f"""

@@ -4,9 +4,9 @@ requests does not spend its time on the log.
 A writer thread in a serving worker shares the GIL with the requests: converting and inserting a
 1,000-row batch there held the interpreter for ~9 ms that a request then waited for. Through this
 process, a serving worker only passes on the chunks the requests encoded (see `log_chunks`): `send`
-writes a batch into the pipe and returns, and `answers` later collects, without waiting, which
-batches were stored and which failed (and keeps every batch sent until then, so that a failed one
-can be sent again).
+writes a batch into the pipe, or what the pipe has room for (the rest follows at the next call),
+and returns; `answers` later collects, without waiting, which batches were stored and which
+failed (the caller keeps every batch sent until then, so that a failed one can be sent again).
 
 Protocol on the child's stdin and stdout: each message is an 8-byte little-endian length and that
 many bytes. The first message to the child is the database URL (not an argument: `ps` would show
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<Q")
 PIPE_BYTES = 1 << 20  # the default ceiling for a pipe an unprivileged process enlarges
+# Bytes waiting for room in the pipe beyond which `send` waits for the child (about a hundred
+# batches of 500 rows): a log far behind holds back the requests rather than grow without bound.
+MAX_OUTGOING = 16 << 20
 
 
 Token = TypeVar("Token")
@@ -79,6 +82,7 @@ class InsertProcess(Generic[Token]):
         self._unanswered: deque[Token] = deque()  # sent, in order; the child answers in that order
         self._answered: list[tuple[Token, str | None]] = []  # (token, why it failed, or None), oldest first
         self._replies = bytearray()  # the child's answers read so far, the last one maybe partial
+        self._outgoing = bytearray()  # messages sent that the pipe had no room for yet
 
     def start(self) -> None:
         with self._lock:
@@ -86,18 +90,30 @@ class InsertProcess(Generic[Token]):
 
     def send(self, batch: bytes, token: Token) -> None:
         """Hand a batch of chunks (see `log_chunks`) to the child, to store in one transaction;
-        `token` comes back from `answers()` if it fails. Waits only while the pipe is full."""
+        `token` comes back from `answers()`. Waits only while more than MAX_OUTGOING bytes find
+        no room in the pipe."""
         with self._lock:
-            child = self._running_child()
-            try:
-                os.write(child.stdin.fileno(), HEADER.pack(len(batch)))
-                view = memoryview(batch)
-                while view:
-                    view = view[os.write(child.stdin.fileno(), view) :]
-            except OSError as err:
-                self._lose_child(f"the insert process stopped ({type(err).__name__}: {err})")
-                raise InsertError(f"the insert process stopped ({err}); the next batch starts another") from err
+            self._running_child()
+            self._outgoing += HEADER.pack(len(batch))
+            self._outgoing += batch
             self._unanswered.append(token)
+            self._push(until=MAX_OUTGOING)
+
+    def _push(self, until: int) -> None:
+        """Write what is waiting into the pipe, as much as it takes, then wait for room while more
+        than `until` bytes are left."""
+        fd = self._child.stdin.fileno()
+        try:
+            while self._outgoing:
+                try:
+                    del self._outgoing[: os.write(fd, self._outgoing)]
+                except BlockingIOError:
+                    if len(self._outgoing) <= until:
+                        return
+                    select.select([], [fd], [])
+        except OSError as err:
+            self._lose_child(f"the insert process stopped ({type(err).__name__}: {err})")
+            raise InsertError(f"the insert process stopped ({err}); the next batch starts another") from err
 
     @property
     def unanswered(self) -> list[Token]:
@@ -109,6 +125,9 @@ class InsertProcess(Generic[Token]):
         """The batches answered since the last call, oldest first: (token, None) if stored, or
         (token, why) if not, or sent to a child that died. With `wait`, every batch sent so far."""
         with self._lock:
+            if self._child is not None:
+                with contextlib.suppress(InsertError):  # if the child is gone, its batches are answered as lost
+                    self._push(until=0 if wait else MAX_OUTGOING)
             while self._unanswered and self._child is not None:
                 if not wait and not select.select([self._child.stdout], [], [], 0)[0]:
                     break
@@ -149,6 +168,7 @@ class InsertProcess(Generic[Token]):
         self._answered += [(token, why) for token in self._unanswered]
         self._unanswered.clear()
         self._replies.clear()
+        self._outgoing.clear()
 
     def _running_child(self) -> subprocess.Popen:
         if self._child is not None and self._child.poll() is None:
@@ -167,6 +187,7 @@ class InsertProcess(Generic[Token]):
             with contextlib.suppress(OSError):  # over the system's limit for this user: the default size
                 fcntl.fcntl(self._child.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         _send(self._child.stdin, self.url.encode())
+        os.set_blocking(self._child.stdin.fileno(), False)  # a full pipe must not hold up a request (see `send`)
         return self._child
 
     def close(self) -> None:
