@@ -310,6 +310,7 @@ def parse_wrk(done: subprocess.CompletedProcess, url: str) -> dict:
     raw = json.loads(line.removeprefix("RESULT "))
     return {"rps": raw["requests"] / (raw["duration_us"] / 1e6), "p50_ms": raw["p50_us"] / 1000,
             "p99_ms": raw["p99_us"] / 1000, "errors": raw["non2xx"] + raw["socket_errors"],
+            "error_kinds": f"{raw['non2xx']} answered with another status than 2xx, {raw['socket_errors']} socket errors",
             "requests": raw["requests"], "seconds": raw["duration_us"] / 1e6}  # fmt: skip
 
 
@@ -415,7 +416,8 @@ def timed_run(client, what: str, url: str, body: bytes, connections: int, second
         log_drain_seconds(log.db)
     result = client.run(url, body, connections, seconds)
     if result["errors"]:
-        raise RuntimeError(f"{what}: {result['errors']} failed requests of {result['requests']}")
+        kinds = f" ({result['error_kinds']})" if "error_kinds" in result else ""
+        raise RuntimeError(f"{what}: {result['errors']} failed requests of {result['requests']}{kinds}")
     result["drain_s"], result["backlog_s"] = log_backlog(log) if log is not None else (0.0, 0.0)
     result["sustained_rps"] = result["requests"] / (result["seconds"] + result["backlog_s"])
     return result
@@ -467,6 +469,19 @@ def logging_cost_slices(client, on_url: str, off_url: str, body: bytes, log: Ser
     return costs
 
 
+@contextlib.contextmanager
+def servers_logs_on_failure(folder: Path, names: list[str], lines: int = 40) -> Iterator[None]:
+    """If the block fails (a run with failed requests, say), print the end of each server's log
+    first: the folder that holds them goes with the run."""
+    try:
+        yield
+    except Exception:
+        for name in names:
+            tail = (folder / f"{name}.log").read_text(errors="replace").splitlines()[-lines:]
+            print(f"--- the end of {name}'s log:", *tail, sep="\n  ", file=sys.stderr)
+        raise
+
+
 def verdict(ok: bool) -> str:
     return "OK" if ok else "MISSED"
 
@@ -510,7 +525,7 @@ def main() -> None:
         measured = ("mlflow", "on", "off", "thread", "batch", "batch_off", "batch_thread")
         runs: dict[str, list[dict]] = {name: [] for name in measured}
         logs: dict[str, ServerLog] = {}  # each logging server's log, read to wait for its backlog
-        with contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as stack, servers_logs_on_failure(folder, list(targets)):
             urls = {}
             for name, ((command, env, ready), path, body, field) in targets.items():
                 running = stack.enter_context(server(name, command, env, ready, folder))
