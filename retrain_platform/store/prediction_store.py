@@ -83,7 +83,7 @@ class PredictionStore:
             raise ValueError(f"{url}: an in-memory database cannot be written by another process")
         self.engine = create_store_engine(url)
         create_tables(self.engine)
-        # The batches the insert process was handed, with their chunks, until it answers.
+        # Each batch handed over goes with its chunks, which come back if the batch was not stored.
         self._insert_process: InsertProcess[list[Chunk]] | None = InsertProcess(url) if insert_process else None
         self._inserter = PredictionInserter(self.engine)
         self.writer: BatchWriter[Chunk] = BatchWriter(
