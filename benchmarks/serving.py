@@ -500,6 +500,8 @@ def main() -> None:
     parser.add_argument("--client-cpus", type=lambda text: {int(cpu) for cpu in text.split(",")}, default=None,
                         help="run wrk on these CPUs only (e.g. 1): every run then places the client alike")  # fmt: skip
     args = parser.parse_args()
+    if args.cost_pairs < 2:
+        parser.error("--cost-pairs needs at least 2 pairs: their quartiles are printed")
 
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
         folder = Path(tmp)
