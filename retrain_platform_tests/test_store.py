@@ -522,8 +522,9 @@ def test_the_insert_process_reports_why_a_batch_failed():
     # Nothing listens on port 1: the child's connection fails and its error comes back.
     inserter = InsertProcess("postgresql+psycopg2://nobody@127.0.0.1:1/none", stop_timeout=10)
     try:
-        with pytest.raises(InsertError, match="OperationalError"):
-            inserter.insert(join_chunks([encode_rows([prediction()])]))
+        inserter.send(join_chunks([encode_rows([prediction()])]), "the batch")
+        [(token, why)] = inserter.answers(wait=True)
+        assert token == "the batch" and "OperationalError" in why
     finally:
         inserter.close()
 

@@ -202,7 +202,7 @@ class BatchWriter(Generic[Item]):
                     self._write_queued()
                     self._settle_batches(wait=False)
             except Exception:
-                # Logged in _write_batch; back off one interval instead of spinning on a dead database.
+                # Logged when queued again; back off one interval instead of spinning on a dead database.
                 self._stopping.wait(self.interval)
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -69,10 +69,11 @@ def _receive(stream: BinaryIO) -> bytes:
 
 class InsertProcess(Generic[Token]):
     """The parent's side. `send(batch, token)` hands a batch on; `answers()` returns the outcomes
-    of the batches answered since the last call; `insert(batch)` does both and waits.
+    of the batches answered since the last call.
 
     The child starts with `start()` or on the first batch, and again on the next batch after it
-    died: the batches it had not answered then come back from `answers()` as failed."""
+    died: the batches it had not answered then come back from `answers()` as failed (a batch is
+    reported failed that way only, never also by `send`, so that it is queued again once)."""
 
     def __init__(self, url: str, stop_timeout: float = 30.0):
         self.url = url
@@ -101,7 +102,7 @@ class InsertProcess(Generic[Token]):
 
     def _push(self, until: int) -> None:
         """Write what is waiting into the pipe, as much as it takes, then wait for room while more
-        than `until` bytes are left."""
+        than `until` bytes are left. A child found gone is lost, with what it had not answered."""
         fd = self._child.stdin.fileno()
         try:
             while self._outgoing:
@@ -113,7 +114,6 @@ class InsertProcess(Generic[Token]):
                     select.select([], [fd], [])
         except OSError as err:
             self._lose_child(f"the insert process stopped ({type(err).__name__}: {err})")
-            raise InsertError(f"the insert process stopped ({err}); the next batch starts another") from err
 
     @property
     def unanswered(self) -> list[Token]:
@@ -126,8 +126,7 @@ class InsertProcess(Generic[Token]):
         (token, why) if not, or sent to a child that died. With `wait`, every batch sent so far."""
         with self._lock:
             if self._child is not None:
-                with contextlib.suppress(InsertError):  # if the child is gone, its batches are answered as lost
-                    self._push(until=0 if wait else MAX_OUTGOING)
+                self._push(until=0 if wait else MAX_OUTGOING)
             while self._unanswered and self._child is not None:
                 if not wait and not select.select([self._child.stdout], [], [], 0)[0]:
                     break
@@ -139,13 +138,6 @@ class InsertProcess(Generic[Token]):
                 self._take_answers()
             answered, self._answered = self._answered, []
             return answered
-
-    def insert(self, batch: bytes) -> None:
-        """Store a batch and wait for it; raise InsertError with the child's reason if it failed."""
-        self.send(batch, None)
-        for _, error in self.answers(wait=True):
-            if error is not None:
-                raise InsertError(error)
 
     def _take_answers(self) -> None:
         while len(self._replies) >= HEADER.size:
@@ -222,7 +214,7 @@ def main() -> None:
     # Below the workers: when it wakes to store a batch, a worker with a request to answer gets the
     # core first. Not SCHED_IDLE: the workers hand it batches without waiting for it, so under
     # sustained full load, with no idle CPU at all, it would fall behind without bound. At nice 10
-    # it keeps up, and when its pipe is full a worker's next batch waits for it.
+    # it keeps up, and when far behind (see MAX_OUTGOING) a worker's next batch waits for it.
     os.nice(10)
     logging.basicConfig(level=logging.INFO, format="insert process %(process)d: %(levelname)s %(message)s")
     engine = create_store_engine(_receive(requests).decode())
