@@ -39,10 +39,7 @@ def load_serving_benchmark():
 def insert_process_seconds(store) -> float:
     """CPU time (user and system) the store's insert process has used; 0 without one."""
     child = store._insert_process._child if store._insert_process is not None else None
-    if child is None:
-        return 0.0
-    fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return load_serving_benchmark().tree_cpu_seconds(child.pid) if child is not None else 0.0
 
 
 def run_worker(folder: Path, logging: bool, requests: int, warmup: int = 2_000) -> dict:
