@@ -36,6 +36,14 @@ divided by the machine's cores: that work would otherwise have served requests. 
 of the drain: the insert process runs below the workers' priority, and on the idle machine after
 a run it catches up faster than it could have during the run.)
 
+Every run also prints the server's CPU time per request (all its processes, from the run's start
+until its log stopped growing), the insert processes' part of it, and the share of the machine's
+CPU left idle during the run; the summary sets logging on against off by these medians: how much
+more CPU each request costs with logging on, how much of it the insert processes spend (the rest
+is the workers'), and whether the machine idled more (a worker waiting for a core while the other
+idles costs throughput without costing CPU). Throughput moves with the machine's speed, which
+drifts from run to run here; CPU per request, much less.
+
 `benchmarks/serving_worker_cpu.py` measures the other side: the CPU one worker spends per request,
 logging on against off, with the app called directly (no sockets, no load generator).
 
@@ -375,6 +383,11 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def tree_cpu_seconds(root: int) -> float:
     """CPU time (user and system) of a process and every descendant alive now (Linux's /proc)."""
+    return sum(tree_cpu(root).values())
+
+
+def tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds (user and system) of a process and of each descendant alive now, by pid."""
     children: dict[int, list[int]] = {}
     used: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
@@ -385,54 +398,87 @@ def tree_cpu_seconds(root: int) -> float:
                 continue
             children.setdefault(int(fields[1]), []).append(int(entry.name))
             used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    total, todo = 0.0, [root]
+    used_in_tree, todo = {}, [root]
     while todo:
         pid = todo.pop()
-        total += used.get(pid, 0.0)
+        used_in_tree[pid] = used.get(pid, 0.0)
         todo += children.get(pid, [])
+    return used_in_tree
+
+
+def insert_processes_cpu(used: dict[int, float]) -> float:
+    """The part of `tree_cpu`'s figures spent by prediction-log insert processes."""
+    total = 0.0
+    for pid, seconds in used.items():
+        with contextlib.suppress(OSError):
+            if b"store.insert_process" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                total += seconds
     return total
 
 
-class ServerLog(NamedTuple):
-    db: Path  # the server's SQLite prediction log
-    pid: int  # its process: the log's work is done by it and its descendants
+def machine_ticks() -> tuple[int, int]:
+    """(idle, all) CPU time of the whole machine so far, in clock ticks (idle counts I/O wait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])
 
 
-def log_backlog(log: ServerLog) -> tuple[float, float]:
+class Server(NamedTuple):
+    pid: int  # its process: the work is done by it and its descendants (workers, insert processes)
+    log_db: Path | None = None  # its SQLite prediction log, if it logs
+
+
+def log_backlog(server: Server) -> tuple[float, float]:
     """(seconds until the log stopped growing, the backlog: CPU seconds the server spent meanwhile,
     over the machine's cores). Call it as the run ends."""
-    cpu = tree_cpu_seconds(log.pid)
-    drain = log_drain_seconds(log.db)
-    return drain, (tree_cpu_seconds(log.pid) - cpu) / (os.cpu_count() or 1)
+    cpu = tree_cpu_seconds(server.pid)
+    drain = log_drain_seconds(server.log_db)
+    return drain, (tree_cpu_seconds(server.pid) - cpu) / (os.cpu_count() or 1)
 
 
-def timed_run(client, what: str, url: str, body: bytes, connections: int, seconds: float,
-              log: ServerLog | None) -> dict:  # fmt: skip
-    """A run of `seconds`. With `log`, it starts once the log has stored what came before, and the
-    work it leaves to the log counts: the sustained throughput is requests / (run + backlog), the
-    backlog being the CPU the server spent from the run's end until the log stopped growing, over
-    the machine's cores."""
-    if log is not None:
-        log_drain_seconds(log.db)
+def timed_run(client, what: str, url: str, body: bytes, connections: int, seconds: float, server: Server) -> dict:
+    """A run of `seconds`. For a server with a log, it starts once the log has stored what came
+    before, and the work it leaves to the log counts: the sustained throughput is requests / (run +
+    backlog), the backlog being the CPU the server spent from the run's end until the log stopped
+    growing, over the machine's cores.
+
+    Also the server's CPU per request (all its processes, from the run's start to the log's last
+    row), the insert processes' part of it, and the share of the machine's CPU left idle in the run:
+    where logging's cost goes, in figures that do not move with the machine's speed as throughput
+    does."""
+    if server.log_db is not None:
+        log_drain_seconds(server.log_db)
+    used, ticks = tree_cpu(server.pid), machine_ticks()
     result = client.run(url, body, connections, seconds)
+    idle, every = (after - before for after, before in zip(machine_ticks(), ticks, strict=True))
     if result["errors"]:
         kinds = f" ({result['error_kinds']})" if "error_kinds" in result else ""
         raise RuntimeError(f"{what}: {result['errors']} failed requests of {result['requests']}{kinds}")
-    result["drain_s"], result["backlog_s"] = log_backlog(log) if log is not None else (0.0, 0.0)
+    result["drain_s"], result["backlog_s"] = log_backlog(server) if server.log_db is not None else (0.0, 0.0)
     result["sustained_rps"] = result["requests"] / (result["seconds"] + result["backlog_s"])
+    used_after = tree_cpu(server.pid)
+    per_request = 1e6 / max(result["requests"], 1)
+    result["server_us"] = (sum(used_after.values()) - sum(used.values())) * per_request
+    # An insert process started during the run counts from 0.
+    result["insert_us"] = (insert_processes_cpu(used_after) - insert_processes_cpu(used)) * per_request
+    result["idle_pct"] = idle / max(every, 1) * 100
     return result
 
 
 def measure(client, what: str, url: str, body: bytes, connections: int, seconds: float, warmup: float,
-            log: ServerLog | None = None) -> dict:  # fmt: skip
+            server: Server) -> dict:  # fmt: skip
     """Warm up, then a timed run (see `timed_run`), printed."""
     client.run(url, body, connections, warmup)
-    result = timed_run(client, what, url, body, connections, seconds, log)
+    result = timed_run(client, what, url, body, connections, seconds, server)
     drained = (f", log stored {result['drain_s']:.1f} s later, backlog {result['backlog_s'] * 1000:.0f} ms"
-               if log is not None else "")  # fmt: skip
+               if server.log_db is not None else "")  # fmt: skip
     print(f"  {what:34s} {result['rps']:8.0f} req/s   p50 {result['p50_ms']:7.2f} ms   p99 {result['p99_ms']:7.2f} ms"
-          f"   ({result['requests']} requests{drained}; {placement_text(result)})", flush=True)  # fmt: skip
+          f"   ({result['requests']} requests{drained}; {cpu_text(result)}; {placement_text(result)})", flush=True)  # fmt: skip
     return result
+
+
+def cpu_text(result: dict) -> str:
+    return (f"server {result['server_us']:.0f} µs/request (insert processes {result['insert_us']:.1f}), "
+            f"machine {result['idle_pct']:.1f} % idle")  # fmt: skip
 
 
 def placement_text(result: dict) -> str:
@@ -453,18 +499,18 @@ class SlicePair(NamedTuple):
     off: dict
 
 
-def logging_cost_slices(client, on_url: str, off_url: str, body: bytes, log: ServerLog, connections: int,
+def logging_cost_slices(client, on_url: str, off_url: str, body: bytes, on: Server, off: Server, connections: int,
                         pairs: int, seconds: float) -> list[SlicePair]:  # fmt: skip
     """The logging cost, 1 - sustained(on) / off, of each of `pairs` pairs of short slices, logging
     on and off back to back, their order swapped every pair, with the two slices' runs. Each
     logging slice starts with the log's backlog stored and pays for its own (see `timed_run`)."""
-    servers = {"on": (on_url, log), "off": (off_url, None)}
+    servers = {"on": (on_url, on), "off": (off_url, off)}
     costs = []
     for i in range(pairs):
         runs = {}
         for name in ("on", "off") if i % 2 == 0 else ("off", "on"):
-            url, server_log = servers[name]
-            runs[name] = timed_run(client, f"logging {name}", url, body, connections, seconds, server_log)
+            url, server = servers[name]
+            runs[name] = timed_run(client, f"logging {name}", url, body, connections, seconds, server)
         costs.append(SlicePair(1 - runs["on"]["sustained_rps"] / runs["off"]["sustained_rps"], **runs))
     return costs
 
@@ -526,15 +572,15 @@ def main() -> None:
         }
         measured = ("mlflow", "on", "off", "thread", "batch", "batch_off", "batch_thread")
         runs: dict[str, list[dict]] = {name: [] for name in measured}
-        logs: dict[str, ServerLog] = {}  # each logging server's log, read to wait for its backlog
+        servers: dict[str, Server] = {}  # each server's process, and its log if it logs (read to wait for its backlog)
         with contextlib.ExitStack() as stack, servers_logs_on_failure(folder, list(targets)):
             urls = {}
             for name, ((command, env, ready), path, body, field) in targets.items():
                 running = stack.enter_context(server(name, command, env, ready, folder))
                 urls[name] = running.url + path
-                if env.get("RETRAIN_PREDICTION_LOGGING") == "true":
-                    logs[name] = ServerLog(Path(env["RETRAIN_PREDICTION_STORE_URL"].removeprefix("sqlite:///")),
-                                           running.pid)  # fmt: skip
+                logs = env.get("RETRAIN_PREDICTION_LOGGING") == "true"
+                servers[name] = Server(running.pid, Path(env["RETRAIN_PREDICTION_STORE_URL"].removeprefix("sqlite:///"))
+                                       if logs else None)  # fmt: skip
                 answer = post(urls[name], body)[field]
                 answer = answer[0] if isinstance(answer, list) else answer
                 assert abs(answer - expected) < 1e-9, (name, answer, expected)
@@ -550,14 +596,14 @@ def main() -> None:
                 batches = [*(pairs[1] if i % 2 == 0 else pairs[1][::-1]), "batch_thread"]
                 for name in one_row:
                     runs[name].append(measure(client, LABELS[name], urls[name], targets[name][2], c, secs, warm,
-                                              logs.get(name)))  # fmt: skip
+                                              servers[name]))  # fmt: skip
                 for name in batches:
                     server_name = BATCH_SERVERS[name]
                     runs[name].append(measure(client, LABELS[name], urls[server_name] + "/batch", batch, 1, secs, warm,
-                                              logs.get(server_name)))  # fmt: skip
+                                              servers[server_name]))  # fmt: skip
             print(f"logging cost: {args.cost_pairs} pairs of {args.cost_slice:g} s slices, logging on and off in turn",
                   flush=True)  # fmt: skip
-            slices = logging_cost_slices(client, urls["on"], urls["off"], one_ours, logs["on"], c,
+            slices = logging_cost_slices(client, urls["on"], urls["off"], one_ours, servers["on"], servers["off"], c,
                                          args.cost_pairs, args.cost_slice)  # fmt: skip
             slice_costs = [pair.cost for pair in slices]
             print(f"  pair by pair: {', '.join(f'{x * 100:.1f}' for x in slice_costs)} %")
@@ -567,14 +613,15 @@ def main() -> None:
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         stages = batch_stages(spec, predictor, batch)  # after the servers stopped: this process alone
 
-    keys = ("rps", "sustained_rps", "p50_ms", "p99_ms", "drain_s", "backlog_s", "client_us", "remote_wakeups")
+    keys = ("rps", "sustained_rps", "p50_ms", "p99_ms", "drain_s", "backlog_s", "server_us", "insert_us", "idle_pct",
+            "client_us", "remote_wakeups")  # fmt: skip
     results = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
     print(f"medians over {args.rounds} round(s) (sustained: requests / (run + backlog), the backlog being the CPU the "
           f"server spent after the run until its log stopped growing, over {os.cpu_count()} cores):")
     for name, r in results.items():
         print(f"  {name:12s} {r['rps']:8.0f} req/s, sustained {r['sustained_rps']:8.0f}   p50 {r['p50_ms']:7.2f} ms"
               f"   p99 {r['p99_ms']:7.2f} ms   log stored {r['drain_s']:.1f} s after the run "
-              f"(backlog {r['backlog_s'] * 1000:.0f} ms; {placement_text(r)})")  # fmt: skip
+              f"(backlog {r['backlog_s'] * 1000:.0f} ms; {cpu_text(r)}; {placement_text(r)})")  # fmt: skip
     on, batch_result = results["on"], results["batch"]
 
     def paired(name: str, baseline: str, figure) -> float:
@@ -596,6 +643,10 @@ def main() -> None:
     print(f"  logging cost              {cost * 100:6.1f} %   (target <= 15 %)   {verdict(cost <= 0.15)}   "
           f"(in {args.cost_slice:g} s bursts: {burst_cost * 100:.1f} %, the median of {len(slice_costs)} pairs, "
           f"quartiles {quartiles[0] * 100:.1f}-{quartiles[2] * 100:.1f} %)")  # fmt: skip
+    off = results["off"]
+    print(f"    where it goes: the server's CPU per request {off['server_us']:.0f} -> {on['server_us']:.0f} µs "
+          f"(+{on['server_us'] - off['server_us']:.0f}, of which insert processes {on['insert_us']:.1f}), the machine "
+          f"idle {off['idle_pct']:.1f} -> {on['idle_pct']:.1f} % of the time (medians over the rounds)")  # fmt: skip
     print(f"  batch of 1,000 rows p50   {batch_result['p50_ms']:6.2f} ms  (target <= 20 ms)  "
           f"{verdict(batch_result['p50_ms'] <= 20)}   (logging off: {results['batch_off']['p50_ms']:.2f} ms)")  # fmt: skip
     print("a 1,000-row batch in this process, stage by stage (median ms of 50; the HTTP figure adds the rest):")
