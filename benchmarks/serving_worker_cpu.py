@@ -8,7 +8,17 @@ insert process's CPU per request. Voluntary context switches per request are pri
 a thread that wakes to take the interpreter shows there. The runs alternate off and on for a few
 rounds, and the medians are reported; the ratio on/off is each round's, their median printed.
 
+With `--instructions`, the worker runs under valgrind's cachegrind instead (no timing): the
+instructions it executes per request and its misses in the simulated first-level instruction and
+data caches, logging off against on. Those counts do not move with the machine's speed or
+with whatever else runs on it, so a change of a few hundred instructions per request shows, where
+CPU time per request varies by several µs from one run to the next here. Each mode runs twice,
+with `--requests` and twice as many: the difference of the two is the requests' own, start-up
+and warm-up cancelled. The insert process is not run under valgrind (its own CPU is the other
+mode's figure).
+
     .venv/bin/python benchmarks/serving_worker_cpu.py [--requests 30000] [--rounds 3]
+    .venv/bin/python benchmarks/serving_worker_cpu.py --instructions [--requests 2000]
 """
 
 import argparse
@@ -16,12 +26,15 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +60,11 @@ def run_worker(folder: Path, logging: bool, requests: int, warmup: int = 2_000) 
     os.environ.update({
         "RETRAIN_HOME": str(folder / "home"), "RETRAIN_MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
         "RETRAIN_PREDICTION_STORE_URL": f"sqlite:///{folder / f'predictions-{os.getpid()}.db'}",
-        "RETRAIN_PREDICTION_LOGGING": str(logging).lower(), "RETRAIN_SERVING_POLL_SECONDS": "60",
+        "RETRAIN_PREDICTION_LOGGING": str(logging).lower(),
+        # However slowly this runs (under cachegrind a request takes milliseconds), no poll of the
+        # registry falls among the requests, and only full batches are handed on, as under
+        # sustained load (a timed flush would write a small batch every second).
+        "RETRAIN_SERVING_POLL_SECONDS": "3600", "RETRAIN_STORE_FLUSH_SECONDS": "3600",
     })  # fmt: skip
     from serving.app import create_app
 
@@ -96,12 +113,48 @@ def run_worker(folder: Path, logging: bool, requests: int, warmup: int = 2_000) 
     return asyncio.run(main())
 
 
+# What cachegrind's summary calls each count, and what this prints.
+# (The last-level cache's misses per request are a handful either way: not printed.)
+CACHEGRIND_COUNTS = {"I refs": "instructions", "I1 misses": "instruction cache (L1) misses",
+                     "D1 misses": "data cache (L1) misses"}  # fmt: skip
+
+
+def cachegrind_counts(folder: Path, mode: str, requests: int) -> dict[str, int]:
+    """One worker run under cachegrind: its totals, start-up included."""
+    command = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={folder}/cg-{mode}-{requests}",
+               sys.executable, __file__, "--worker", str(folder), mode, "--requests", str(requests)]  # fmt: skip
+    # The same hashes in every run (set and dict layouts, and so the instructions, do not vary), and
+    # no idle pool threads of numpy's BLAS or OpenMP spinning, whose counts depend on scheduling.
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO, env=env)
+    counts = {}
+    for line in done.stderr.splitlines():
+        if match := re.match(r"==\d+== (\w+)\s+(refs|misses):\s+([\d,]+)", line):
+            counts[f"{match[1]} {match[2]}"] = int(match[3].replace(",", ""))
+    return counts
+
+
+def instructions(folder: Path, requests: int) -> None:
+    """Per request, logging off against on: the difference of runs of `requests` and twice as many."""
+    runs = [(mode, n) for mode in ("off", "on") for n in (requests, 2 * requests)]
+    print(f"4 runs under cachegrind ({requests} and {2 * requests} requests, logging off and on), two at a time...",
+          flush=True)  # fmt: skip
+    with ThreadPoolExecutor(2) as pool:
+        counts = dict(zip(runs, pool.map(lambda run: cachegrind_counts(folder, *run), runs), strict=True))
+    print(f"\nper one-row request (cachegrind's simulated caches):\n  {'':32s} {'off':>10s} {'on':>10s}   on/off")
+    for key, name in CACHEGRIND_COUNTS.items():
+        off, on = ((counts[mode, 2 * requests][key] - counts[mode, requests][key]) / requests for mode in ("off", "on"))
+        print(f"  {name:32s} {off:10,.0f} {on:10,.0f}   {on / off:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=30_000)
+    parser.add_argument("--requests", type=int, help="timed requests per run (default 30,000; 2,000 with --instructions)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--instructions", action="store_true", help="count instructions under cachegrind instead")
     parser.add_argument("--worker", nargs=2, metavar=("FOLDER", "on|off"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.requests = args.requests or (2_000 if args.instructions else 30_000)
     if args.worker:
         folder, mode = args.worker
         print(json.dumps(run_worker(Path(folder), mode == "on", args.requests)))
@@ -112,6 +165,11 @@ def main() -> None:
     print("training and registering the model (365-day window)...", flush=True)
     spec, _, predictor, holdout = bench.register_model(folder, 365)
     (folder / "one.json").write_bytes(bench.request_bodies(spec, predictor, holdout)[0])
+    if args.instructions:
+        if not shutil.which("valgrind"):
+            parser.error("--instructions needs valgrind")
+        instructions(folder, args.requests)
+        return
     results: dict[str, list[dict]] = {"off": [], "on": []}
     ratios = []
     for round_ in range(args.rounds):
