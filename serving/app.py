@@ -134,8 +134,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     admin = Depends(token_guard(ADMIN_TOKEN_ENV))
     labeller = Depends(token_guard(ADMIN_TOKEN_ENV, FEEDBACK_TOKEN_ENV))
 
+    # The lifespan's store. The request path reads it here: `app.state.store` would cost every
+    # request a failed attribute lookup (an AttributeError made and caught) before Starlette's
+    # State finds it.
+    store: PredictionStore | None = None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        nonlocal store
         store = PredictionStore(
             settings.store_url, batch_size=settings.store_batch_size, flush_interval=settings.store_flush_seconds,
             insert_process=settings.store_insert_process and log_predictions,  # no process for a log left off
@@ -190,7 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             started: float) -> None:  # fmt: skip
         """Queue a request's predictions for the log: one version, time and latency for the whole
         request, and the challenger (if any) to score them off the response path."""
-        app.state.store.record_chunk(encode_chunk(
+        store.record_chunk(encode_chunk(
             features, ids=ids, scores=scores, labels=labels, model_version=served.version, created_at=time.time(),
             latency_ms=elapsed_ms(started), shadow=served.challenger))  # fmt: skip
 
