@@ -10,9 +10,10 @@ rounds, and the medians are reported; the ratio on/off is each round's, their me
 
 With `--instructions`, the worker runs under valgrind's cachegrind instead (no timing): the
 instructions it executes per request and its misses in the simulated first-level instruction and
-data caches, logging off against on. Those counts do not move with the machine's speed or
-with whatever else runs on it, so a change of a few hundred instructions per request shows, where
-CPU time per request varies by several µs from one run to the next here. Each mode runs twice,
+data caches, logging off against on. Those counts do not move with the machine's speed or with
+whatever else runs on it, where CPU time per request varies by several µs from one run to the next
+here; they still vary a little between runs (up to about 1.5 % of a request's instructions with
+logging on, seen here), so compare changes over a few runs. Each mode runs twice,
 with `--requests` and twice as many: the difference of the two is the requests' own, start-up
 and warm-up cancelled. The insert process is not run under valgrind (its own CPU is the other
 mode's figure).
