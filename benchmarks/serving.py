@@ -41,8 +41,7 @@ until its log stopped growing), the insert processes' part of it, and the share 
 CPU left idle during the run; the summary sets logging on against off by these medians: how much
 more CPU each request costs with logging on, how much of it the insert processes spend (the rest
 is the workers'), and whether the machine idled more (a worker waiting for a core while the other
-idles costs throughput without costing CPU). Throughput moves with the machine's speed, which
-drifts from run to run here; CPU per request, much less.
+idles costs throughput without costing CPU).
 
 `benchmarks/serving_worker_cpu.py` measures the other side: the CPU one worker spends per request,
 logging on against off, with the app called directly (no sockets, no load generator).
@@ -443,8 +442,7 @@ def timed_run(client, what: str, url: str, body: bytes, connections: int, second
 
     Also the server's CPU per request (all its processes, from the run's start to the log's last
     row), the insert processes' part of it, and the share of the machine's CPU left idle in the run:
-    where logging's cost goes, in figures that do not move with the machine's speed as throughput
-    does."""
+    where logging's cost goes."""
     if server.log_db is not None:
         log_drain_seconds(server.log_db)
     used, ticks = tree_cpu(server.pid), machine_ticks()
