@@ -161,14 +161,14 @@ def main() -> None:
         print(json.dumps(run_worker(Path(folder), mode == "on", args.requests)))
         return
 
+    if args.instructions and not shutil.which("valgrind"):
+        parser.error("--instructions needs valgrind")
     bench = load_serving_benchmark()
     folder = Path(tempfile.mkdtemp(prefix="worker-cpu-"))
     print("training and registering the model (365-day window)...", flush=True)
     spec, _, predictor, holdout = bench.register_model(folder, 365)
     (folder / "one.json").write_bytes(bench.request_bodies(spec, predictor, holdout)[0])
     if args.instructions:
-        if not shutil.which("valgrind"):
-            parser.error("--instructions needs valgrind")
         instructions(folder, args.requests)
         return
     results: dict[str, list[dict]] = {"off": [], "on": []}
