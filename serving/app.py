@@ -134,9 +134,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     admin = Depends(token_guard(ADMIN_TOKEN_ENV))
     labeller = Depends(token_guard(ADMIN_TOKEN_ENV, FEEDBACK_TOKEN_ENV))
 
-    # The lifespan's store. The request path reads it here: `app.state.store` would cost every
-    # request a failed attribute lookup (an AttributeError made and caught) before Starlette's
-    # State finds it.
+    # The lifespan's store. The endpoints read it here: `app.state.store` (kept for callers outside
+    # the app) would cost every request a failed attribute lookup (an AttributeError made and
+    # caught) before Starlette's State finds it.
     store: PredictionStore | None = None
 
     @asynccontextmanager
@@ -261,7 +261,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )  # fmt: skip
     def feedback(body: Feedback) -> FeedbackAck:
         try:
-            ack = app.state.store.add_label(body.prediction_id, body.label)
+            ack = store.add_label(body.prediction_id, body.label)
         except UnknownPrediction as err:
             raise HTTPException(404, str(err)) from err
         except DuplicateLabel as err:
@@ -278,15 +278,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "store fails: the last good model keeps serving); 503 `unavailable` before any model is loaded.",
     )  # fmt: skip
     def health(response: Response) -> Health:
-        stats = app.state.store.stats()
+        stats = store.stats()
         body = holder.health()
         if body["status"] == "ok" and stats.last_error:
             body["status"] = "degraded"
         if not body["model_loaded"]:
             response.status_code = 503
-        store = StoreHealth(pending=stats.pending, written=stats.written, failed_writes=stats.failed_writes,
-                            last_error=stats.last_error)  # fmt: skip
-        return Health(**body, store=store)
+        log_health = StoreHealth(pending=stats.pending, written=stats.written, failed_writes=stats.failed_writes,
+                                 last_error=stats.last_error)  # fmt: skip
+        return Health(**body, store=log_health)
 
     @app.get("/health/live", tags=["operations"], summary="Liveness only: the process answers")
     def live() -> dict:
