@@ -106,8 +106,7 @@ class BatchWriter(Generic[Item]):
         if time.monotonic() < self._retry_after or not self._write_lock.acquire(blocking=False):
             return False
         try:
-            self._write_queued()
-            self._settle_batches(wait=False)
+            self._write_and_settle(wait=False)
         except Exception:  # logged, and the rows are queued again; the thread retries at its interval
             pass
         finally:
@@ -122,8 +121,13 @@ class BatchWriter(Generic[Item]):
         Items submitted while it runs wait for the next flush: under steady traffic, chasing them
         would write a transaction of a few rows after another and keep the interpreter busy."""
         with self._write_lock:
-            written = self._write_queued()
-            self._settle_batches(wait=True)
+            return self._write_and_settle(wait=True)
+
+    def _write_and_settle(self, wait: bool) -> int:
+        """Write (or hand on) what is queued now, then collect the outcomes of what was handed on
+        (all of them, waiting, if `wait`); the caller holds the write lock. Returns the rows written."""
+        written = self._write_queued()
+        self._settle_batches(wait)
         return written
 
     def _write_queued(self) -> int:
@@ -199,8 +203,7 @@ class BatchWriter(Generic[Item]):
             try:
                 # Without waiting for what it handed on: a later round collects that.
                 with self._write_lock:
-                    self._write_queued()
-                    self._settle_batches(wait=False)
+                    self._write_and_settle(wait=False)
             except Exception:
                 # Logged when queued again; back off one interval instead of spinning on a dead database.
                 self._stopping.wait(self.interval)
