@@ -8,15 +8,16 @@ insert process's CPU per request. Voluntary context switches per request are pri
 a thread that wakes to take the interpreter shows there. The runs alternate off and on for a few
 rounds, and the medians are reported; the ratio on/off is each round's, their median printed.
 
-With `--instructions`, the worker runs under valgrind's cachegrind instead (no timing): the
+With `--instructions`, the worker runs under valgrind's callgrind instead (no timing): the
 instructions it executes per request and its misses in the simulated first-level instruction and
 data caches, logging off against on. Those counts do not move with the machine's speed or with
 whatever else runs on it, where CPU time per request varies by several µs from one run to the next
-here; they still vary a little between runs (up to about 1.5 % of a request's instructions with
-logging on, seen here), so compare changes over a few runs. Each mode runs twice,
-with `--requests` and twice as many: the difference of the two is the requests' own, start-up
-and warm-up cancelled. The insert process is not run under valgrind (its own CPU is the other
-mode's figure).
+here. Only the timed requests are counted: callgrind dumps and zeroes its counters whenever the
+worker reads its CPU time (`getrusage`), which it does just before and just after them, so the
+start-up (imports, loading the model, the warm-up), whose count varies from run to run, is
+left out (this mode used to take the difference of runs of N and 2N requests, which still moved
+by thousands of instructions per request). The insert process is not run under valgrind (its own
+CPU is the other mode's figure).
 
     .venv/bin/python benchmarks/serving_worker_cpu.py [--requests 30000] [--rounds 3]
     .venv/bin/python benchmarks/serving_worker_cpu.py --instructions [--requests 2000]
@@ -62,7 +63,7 @@ def run_worker(folder: Path, logging: bool, requests: int, warmup: int = 2_000) 
         "RETRAIN_HOME": str(folder / "home"), "RETRAIN_MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
         "RETRAIN_PREDICTION_STORE_URL": f"sqlite:///{folder / f'predictions-{os.getpid()}.db'}",
         "RETRAIN_PREDICTION_LOGGING": str(logging).lower(),
-        # However slowly this runs (under cachegrind a request takes milliseconds), no poll of the
+        # However slowly this runs (under callgrind a request takes milliseconds), no poll of the
         # registry falls among the requests, and only full batches are handed on, as under
         # sustained load (a timed flush would write a small batch every second).
         "RETRAIN_SERVING_POLL_SECONDS": "3600", "RETRAIN_STORE_FLUSH_SECONDS": "3600",
@@ -114,37 +115,43 @@ def run_worker(folder: Path, logging: bool, requests: int, warmup: int = 2_000) 
     return asyncio.run(main())
 
 
-# What cachegrind's summary calls each count, and what this prints.
-# (The last-level cache's misses per request are a handful either way: not printed.)
-CACHEGRIND_COUNTS = {"I refs": "instructions", "I1 misses": "instruction cache (L1) misses",
-                     "D1 misses": "data cache (L1) misses"}  # fmt: skip
+# Callgrind's events (with its cache simulation) and what this prints. The last-level cache's
+# misses per request are a handful either way: not printed.
+CALLGRIND_EVENTS = {"Ir": "instructions", "I1mr": "instruction cache (L1) misses",
+                    "D1mr+D1mw": "data cache (L1) misses"}  # fmt: skip
 
 
-def cachegrind_counts(folder: Path, mode: str, requests: int) -> dict[str, int]:
-    """One worker run under cachegrind: its totals, start-up included."""
-    command = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={folder}/cg-{mode}-{requests}",
-               sys.executable, __file__, "--worker", str(folder), mode, "--requests", str(requests)]  # fmt: skip
+def callgrind_counts(folder: Path, mode: str, requests: int) -> dict[str, int]:
+    """One worker run under callgrind: the counts of its timed requests alone."""
+    out = folder / f"callgrind-{mode}"
+    command = ["valgrind", "--tool=callgrind", "--cache-sim=yes", "--dump-before=getrusage",
+               f"--callgrind-out-file={out}", sys.executable, __file__, "--worker", str(folder), mode,
+               "--requests", str(requests)]  # fmt: skip
     # The same hashes in every run (set and dict layouts, and so the instructions, do not vary), and
     # no idle pool threads of numpy's BLAS or OpenMP spinning, whose counts depend on scheduling.
     env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO, env=env)
-    counts = {}
-    for line in done.stderr.splitlines():
-        if match := re.match(r"==\d+== (\w+)\s+(refs|misses):\s+([\d,]+)", line):
-            counts[f"{match[1]} {match[2]}"] = int(match[3].replace(",", ""))
-    return counts
+    subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO, env=env)
+    # Dumps: .1 from the start to the first getrusage, .2 the timed requests, then what followed.
+    dumps = sorted(folder.glob(f"{out.name}.*"), key=lambda path: int(path.suffix[1:]))
+    if len(dumps) != 2:
+        raise RuntimeError(f"callgrind dumped {len(dumps)} parts before the end, not 2: something else "
+                           "called getrusage, and the timed requests cannot be told apart")  # fmt: skip
+    text = dumps[1].read_text()
+    events = re.search(r"^events: (.+)$", text, re.MULTILINE)[1].split()
+    totals = dict(zip(events, map(int, re.search(r"^(?:summary|totals): (.+)$", text, re.MULTILINE)[1].split()),
+                      strict=False))  # fmt: skip
+    return {key: sum(totals[event] for event in key.split("+")) for key in CALLGRIND_EVENTS}
 
 
 def instructions(folder: Path, requests: int) -> None:
-    """Per request, logging off against on: the difference of runs of `requests` and twice as many."""
-    runs = [(mode, n) for mode in ("off", "on") for n in (requests, 2 * requests)]
-    print(f"4 runs under cachegrind ({requests} and {2 * requests} requests, logging off and on), two at a time...",
-          flush=True)  # fmt: skip
+    """Per request, logging off against on."""
+    print(f"2 runs under callgrind ({requests} requests counted, logging off and on), side by side...", flush=True)
     with ThreadPoolExecutor(2) as pool:
-        counts = dict(zip(runs, pool.map(lambda run: cachegrind_counts(folder, *run), runs), strict=True))
-    print(f"\nper one-row request (cachegrind's simulated caches):\n  {'':32s} {'off':>10s} {'on':>10s}   on/off")
-    for key, name in CACHEGRIND_COUNTS.items():
-        off, on = ((counts[mode, 2 * requests][key] - counts[mode, requests][key]) / requests for mode in ("off", "on"))
+        counts = dict(zip(("off", "on"), pool.map(lambda mode: callgrind_counts(folder, mode, requests), ("off", "on")),
+                          strict=True))  # fmt: skip
+    print(f"\nper one-row request (callgrind's simulated caches):\n  {'':32s} {'off':>10s} {'on':>10s}   on/off")
+    for key, name in CALLGRIND_EVENTS.items():
+        off, on = (counts[mode][key] / requests for mode in ("off", "on"))
         print(f"  {name:32s} {off:10,.0f} {on:10,.0f}   {on / off:.3f}")
 
 
@@ -152,7 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, help="timed requests per run (default 30,000; 2,000 with --instructions)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--instructions", action="store_true", help="count instructions under cachegrind instead")
+    parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
     parser.add_argument("--worker", nargs=2, metavar=("FOLDER", "on|off"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.requests = args.requests or (2_000 if args.instructions else 30_000)
