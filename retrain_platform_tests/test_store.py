@@ -19,8 +19,17 @@ import sqlalchemy as sa
 
 from retrain_platform.store import BatchWriter, DuplicateLabel, PredictionStore, UnknownPrediction, metadata
 from retrain_platform.store.insert_process import InsertError, InsertProcess
-from retrain_platform.store.log_chunks import ROW_COLUMNS, Chunk, decode_batch, encode_chunk, encode_rows, join_chunks
-from retrain_platform.store.schema import UTCDateTime, create_tables, is_in_memory
+from retrain_platform.store.inserter import PredictionInserter
+from retrain_platform.store.log_chunks import (
+    ROW_COLUMNS,
+    Chunk,
+    decode_batch,
+    encode_rows,
+    join_chunks,
+    prediction_row,
+    request_rows,
+)
+from retrain_platform.store.schema import create_tables, is_in_memory
 from retrain_platform_tests.serving_fixtures import postgres_store_url
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -136,21 +145,23 @@ def test_a_time_is_stored_as_its_instant_in_utc_whatever_its_form(store_url, ins
     assert store.count_predictions(since=START.astimezone(paris) + timedelta(microseconds=1)) == 3
 
 
-def test_sqlite_stores_a_time_as_sqlalchemy_would():
-    # The fast path must write exactly SQLAlchemy's text, or reading back and comparing would break.
-    engine = sa.create_engine("sqlite://")
+def test_sqlite_stores_a_time_as_sqlalchemy_would(tmp_path):
+    # The inserter converts times itself: it must write exactly SQLAlchemy's text, or reading back
+    # and comparing would break.
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    create_tables(engine)
     standard = sa.DateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
-    fast = UTCDateTime().bind_processor(engine.dialect)
-    for instant in (START, START + timedelta(microseconds=7), datetime(999, 1, 2, 3, 4, 5, 60, tzinfo=UTC)):
-        expected = standard(instant.replace(tzinfo=None))
-        as_text = orjson.dumps(instant).decode()[1:-1]
-        assert fast(instant) == fast(as_text) == fast(instant.astimezone(timezone(timedelta(hours=-5)))) == expected
-        if instant.year > 1970:  # seconds since the epoch, as serving gives them
-            assert fast(instant.timestamp()) == expected
-    assert fast(None) is None
+    instants = [START, START + timedelta(microseconds=7), START - timedelta(microseconds=1),
+                START + timedelta(microseconds=999_999), datetime(999, 1, 2, 3, 4, 5, 60, tzinfo=UTC),
+                datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)]  # fmt: skip
+    rows = [prediction(instant) for instant in instants]
+    PredictionInserter(engine).insert(join_chunks([Chunk(encode_rows(rows))]))
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT prediction_id, created_at FROM predictions")).all())
+    assert [stored[row["prediction_id"]] for row in rows] == [standard(at.replace(tzinfo=None)) for at in instants]
     for naive in (datetime(2026, 3, 1), "2026-03-01T12:00:00"):
         with pytest.raises(ValueError, match="naive datetime"):
-            fast(naive)
+            encode_rows([prediction(naive)])
 
 
 def test_labels_are_written_once_and_only_for_known_predictions(store_url, insert_process):
@@ -208,67 +219,46 @@ def test_reading_helpers_for_monitoring(store_url, insert_process):
         store.close()
 
 
-def decoded(payload: bytes) -> dict[str, list]:
-    """Decoded rows, column by column."""
-    return dict(zip(ROW_COLUMNS, map(list, zip(*decode_batch(payload), strict=True)), strict=True))
-
-
-def test_a_batch_decodes_to_its_chunks_rows_in_order():
+def test_a_batch_holds_its_chunks_rows_in_order():
     one = prediction(score=0.1, carrier="UA", distance=2.5, note="line\nbreak")  # escaped by JSON: no split
     later = START + timedelta(minutes=1)
     shadowed = {**prediction(later, score=0.3), "shadow_version": "4", "shadow_score": 0.35}
     batch = [prediction(score=0.2, version="2"), shadowed]
-    columns = decoded(join_chunks([encode_rows([one]), encode_rows(batch)]))
-    rows = [one, *batch]
-    assert columns["prediction_id"] == [row["prediction_id"] for row in rows]
+    rows = decode_batch(join_chunks([Chunk(encode_rows([one])), Chunk(encode_rows(batch))]))
+    columns = dict(zip(ROW_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
+    expected = [one, *batch]
+    assert columns["prediction_id"] == [row["prediction_id"] for row in expected]
     assert columns["score"] == [0.1, 0.2, 0.3] and columns["shadow_score"] == [None, None, 0.35]
     assert columns["model_version"] == ["1", "2", "1"] and columns["shadow_version"] == [None, None, "4"]
-    assert [orjson.loads(text) for text in columns["features"]] == [row["features"] for row in rows]
-    assert columns["created_at"] == [START.isoformat(), START.isoformat(), later.isoformat()]
+    assert [orjson.loads(text) for text in columns["features"]] == [row["features"] for row in expected]
+    assert columns["created_at"] == [START.timestamp(), START.timestamp(), later.timestamp()]
     assert decode_batch(join_chunks([])) == []
-
-
-def test_a_chunk_is_rows_that_share_a_version_a_time_and_a_latency():
-    # Serving's request: its time as seconds since the epoch.
-    at = START.timestamp() + 0.000123
-    head = {"ids": ["a", "b"], "scores": [0.1, 0.9], "labels": [0, 1], "model_version": "3", "created_at": at,
-            "latency_ms": 0.5}  # fmt: skip
-    chunk = encode_chunk([{"x": 1}, {"x": 2}], **head)
-    one_row = encode_chunk([{"x": 3}], **{**head, "ids": ["c"], "scores": [0.2], "labels": [0], "created_at": at + 1})
-    assert chunk.rows == 2 and one_row.rows == 1
-    assert decode_batch(join_chunks([chunk, one_row])) == [
-        ("a", at, "3", '{"x":1}', 0.1, 0, None, None, 0.5), ("b", at, "3", '{"x":2}', 0.9, 1, None, None, 0.5),
-        ("c", at + 1, "3", '{"x":3}', 0.2, 0, None, None, 0.5),
-    ]  # fmt: skip
     times = []
-    decoded_rows = decode_batch(join_chunks([chunk, chunk]), time_values=lambda values: times.extend(values) or "tu")
-    assert times == [at] * 2 and [row[1] for row in decoded_rows] == ["t", "t", "u", "u"]  # once per chunk
-    with pytest.raises(ValueError, match="1 feature lines for 2 predictions"):
-        decode_batch(join_chunks([chunk._replace(features=b'{"x":1}')]))
-    with pytest.raises(ValueError, match="chunk 1: column 'score' holds 1 values for 2 predictions"):
-        decode_batch(join_chunks([one_row, encode_chunk([{}, {}], **{**head, "scores": [0.2]})]))
-    with pytest.raises(ValueError, match="chunk 0: column 'shadow_score' holds 1 values for 2 predictions"):
-        decode_batch(join_chunks([encode_chunk([{}, {}], **head, shadow_scores=[0.2])]))
-    with pytest.raises(ValueError, match="a head holds 8 fields"):
-        decode_batch(b'[["a"]]\n{}')
+    converted = decode_batch(join_chunks([Chunk(encode_rows(expected))]), lambda values: times.extend(values) or "tuv")
+    assert times == columns["created_at"] and [row[1] for row in converted] == ["t", "u", "v"]  # in one call
+    with pytest.raises(ValueError, match="different numbers of values: prediction_id 1, created_at 1, model_version 1, "
+                       "features 2"):  # fmt: skip
+        decode_batch(join_chunks([Chunk(encode_rows([one]))]) + b"\n{}")
 
 
-def test_a_batch_decoded_in_slices_pauses_between_them_and_gives_the_same_rows():
-    def chunk(rows: int, at: float) -> Chunk:
-        return encode_chunk([{"x": i} for i in range(rows)], ids=[f"{at}-{i}" for i in range(rows)],
-                            scores=[0.5] * rows, labels=[1] * rows, model_version="3", created_at=at)  # fmt: skip
+def test_a_request_s_rows_share_its_version_time_and_latency():
+    at = START.timestamp() + 0.000123  # serving's time: seconds since the epoch
+    rows = request_rows([{"x": 1}, {"x": 2}], ["a", "b"], [0.1, 0.9], [0, 1], "3", at, 0.5)
+    assert rows == [("a", at, "3", {"x": 1}, 0.1, 0, None, None, 0.5), ("b", at, "3", {"x": 2}, 0.9, 1, None, None, 0.5)]
+    assert prediction_row("c", at, "3", {"x": 3}, 0.2, 0, 0.5) == request_rows([{"x": 3}], ["c"], [0.2], [0], "3", at, 0.5)[0]
 
-    batch = join_chunks([chunk(1, 1.0), chunk(2, 2.0), chunk(250, 3.0), chunk(1, 4.0), chunk(1, 5.0)])
-    pauses, converted = [], []
 
-    def time_values(values):
-        converted.append(list(values))
-        return values
-
-    rows = decode_batch(batch, time_values, pause=lambda: pauses.append(len(converted)), pause_every=100)
-    assert rows == decode_batch(batch) and len(rows) == 255
-    # Whole chunks per slice, at least one: [1, 2] then the 250-row chunk alone, then the last two.
-    assert converted == [[1.0, 2.0], [3.0], [4.0, 5.0]] and pauses == [1, 2]
+def test_a_row_the_log_cannot_encode_fails_its_caller_or_alone_its_batch(tmp_path):
+    with pytest.raises(TypeError):
+        encode_rows([prediction(carrier=object())])
+    store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}", batch_size=1_000, flush_interval=60)
+    good = prediction()
+    bad = (*encode_rows([prediction()])[0][:3], {"carrier": object()}, *encode_rows([prediction()])[0][4:])
+    store.record_chunk(Chunk([bad, *encode_rows([good])]))  # as if a caller had queued it unchecked
+    assert store.flush() == 2  # handed on; the bad row dropped, not retried for ever
+    assert store.stats().pending == 0 and store.count_predictions() == 1
+    assert store.get_prediction(good["prediction_id"]) is not None
+    store.close()
 
 
 class HalfScores:
@@ -288,12 +278,11 @@ class HalfScores:
 
 
 def record_request(store: PredictionStore, rows: list[dict], shadow=None) -> None:
-    """As serving records a request: one head with the version, time and latency the rows share."""
-    store.record_chunk(encode_chunk(
-        [row["features"] for row in rows], ids=[row["prediction_id"] for row in rows],
-        scores=[row["score"] for row in rows], labels=[row["predicted_label"] for row in rows],
-        model_version=rows[0]["model_version"], created_at=rows[0]["created_at"].timestamp(),
-        latency_ms=rows[0]["latency_ms"], shadow=shadow))  # fmt: skip
+    """As serving records a request: rows that share the version, time and latency."""
+    store.record_chunk(Chunk(request_rows(
+        [row["features"] for row in rows], [row["prediction_id"] for row in rows], [row["score"] for row in rows],
+        [row["predicted_label"] for row in rows], rows[0]["model_version"], rows[0]["created_at"].timestamp(),
+        rows[0]["latency_ms"]), shadow))  # fmt: skip
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["scores", "challenger-fails"])
@@ -415,7 +404,7 @@ def test_a_full_pipe_holds_up_neither_the_sender_nor_a_batch(tmp_path):
         inserter.start()
         os.kill(inserter._child.pid, signal.SIGSTOP)  # it reads nothing: the pipe fills
         rows = [prediction(note="x" * 2_000) for _ in range(1_000)]  # ~2 MB, twice what the pipe holds
-        batches = [join_chunks([encode_rows(rows[i : i + 250])]) for i in range(0, 1_000, 250)]
+        batches = [join_chunks([Chunk(encode_rows(rows[i : i + 250]))]) for i in range(0, 1_000, 250)]
         sender = threading.Thread(target=lambda: [inserter.send(batch, i) for i, batch in enumerate(batches)])
         sender.start()
         sender.join(timeout=20)
@@ -522,7 +511,7 @@ def test_the_insert_process_reports_why_a_batch_failed():
     # Nothing listens on port 1: the child's connection fails and its error comes back.
     inserter = InsertProcess("postgresql+psycopg2://nobody@127.0.0.1:1/none", stop_timeout=10)
     try:
-        inserter.send(join_chunks([encode_rows([prediction()])]), "the batch")
+        inserter.send(join_chunks([Chunk(encode_rows([prediction()]))]), "the batch")
         [(token, why)] = inserter.answers(wait=True)
         assert token == "the batch" and "OperationalError" in why
     finally:

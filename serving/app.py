@@ -27,7 +27,14 @@ from starlette.concurrency import run_in_threadpool
 
 from retrain_platform.datasets import get_spec
 from retrain_platform.settings import Settings
-from retrain_platform.store import DuplicateLabel, PredictionStore, UnknownPrediction, encode_chunk
+from retrain_platform.store import (
+    Chunk,
+    DuplicateLabel,
+    PredictionStore,
+    UnknownPrediction,
+    prediction_row,
+    request_rows,
+)
 
 from .balancer import ConnectionBalancer
 from .ids import prediction_id, prediction_ids
@@ -192,13 +199,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def elapsed_ms(started: float) -> float:
         return (time.perf_counter() - started) * 1000
 
-    def log(served: Served, ids: list[str], features: list[dict], scores: list[float], labels: list[int],
-            started: float) -> None:  # fmt: skip
-        """Queue a request's predictions for the log: one version, time and latency for the whole
-        request, and the challenger (if any) to score them off the response path."""
-        store.record_chunk(encode_chunk(
-            features, ids=ids, scores=scores, labels=labels, model_version=served.version, created_at=time.time(),
-            latency_ms=elapsed_ms(started), shadow=served.challenger))  # fmt: skip
+    def log(served: Served, rows: list[tuple]) -> None:
+        """Queue a request's predictions for the log, with the challenger (if any) to score them
+        off the response path."""
+        store.record_chunk(Chunk(rows, served.challenger))
 
     # -- predictions ----------------------------------------------------------------------------
     # Bodies are read and validated here rather than by FastAPI (see RequestSchemas); the OpenAPI
@@ -217,7 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threshold = served.champion.threshold
         label = int(score >= threshold)
         if log_predictions:
-            log(served, [new_id], [features], [score], [label], started)
+            log(served, [prediction_row(new_id, time.time(), served.version, features, score, label, elapsed_ms(started))])
         return json_response({"prediction_id": new_id, "model_version": served.version, "probability": score,
                               "label": label, "threshold": threshold}, served.version)  # fmt: skip
 
@@ -227,7 +231,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ids = prediction_ids(len(rows))
         labels = [int(score >= threshold) for score in scores]
         if log_predictions:
-            log(served, ids, rows, scores, labels, started)
+            log(served, request_rows(rows, ids, scores, labels, served.version, time.time(), elapsed_ms(started)))
         predictions = [{"prediction_id": prediction_id, "probability": score, "label": label}
                        for prediction_id, score, label in zip(ids, scores, labels, strict=True)]  # fmt: skip
         return json_response({"model_version": served.version, "threshold": threshold, "count": len(rows),

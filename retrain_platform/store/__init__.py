@@ -1,7 +1,7 @@
 """The prediction log and its labels (SQLAlchemy), shared by serving and monitoring; no Dagster here."""
 
 from .batch_writer import BatchWriter, WriterStats
-from .log_chunks import encode_chunk
+from .log_chunks import Chunk, prediction_row, request_rows
 from .prediction_store import (
     DuplicateLabel,
     LabelRecord,
@@ -13,14 +13,16 @@ from .schema import labels, metadata, predictions
 
 __all__ = [
     "BatchWriter",
+    "Chunk",
     "DuplicateLabel",
     "LabelRecord",
     "PredictionStore",
     "UnknownPrediction",
     "WriterStats",
-    "encode_chunk",
     "labelled_share",
     "labels",
     "metadata",
+    "prediction_row",
     "predictions",
+    "request_rows",
 ]

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 # SQLite takes at most 32,766 bound values per statement (3.32 and later).
 SQLITE_ROWS_PER_STATEMENT = 32_766 // len(ROW_COLUMNS)
-# Rows decoded or inserted between two pauses: a request waits at most this long for the
-# interpreter (a writer thread) or for a core (the insert process), not a whole batch.
+# Rows inserted between two pauses: a request waits at most this long for the interpreter (a
+# writer thread), not a whole batch.
 ROWS_PER_SLICE = 100
 
 
@@ -34,14 +34,13 @@ def yield_interpreter() -> None:
 
 class PredictionInserter:
     def __init__(self, engine: Engine, pause: Callable[[], None] | None = yield_interpreter):
-        """`pause` runs every ROWS_PER_SLICE rows decoded and inserted: beside requests, it lets
-        them take the interpreter; the insert process gives the scheduler its core back. None: a
-        batch in as few statements as SQLite takes."""
+        """`pause` runs every ROWS_PER_SLICE rows inserted: beside requests, it lets them take the
+        interpreter. None: a batch in as few statements as SQLite takes."""
         self.engine = engine
         self._pause = pause
         dialect = engine.dialect
         # The rows go to the driver as decoded: their time is the one value the driver does not
-        # take as it is (text on SQLite), converted once per chunk; the features are JSON text
+        # take as it is (text on SQLite), converted here; the features are JSON text
         # already, and the other values are strings and numbers.
         bind = predictions.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
         self._time_values = (lambda values: list(map(bind, values))) if bind else None
@@ -51,14 +50,14 @@ class PredictionInserter:
     def insert(self, batch: bytes) -> None:
         """Store a batch of chunks (see `log_chunks`) in one transaction."""
         try:
-            rows = decode_batch(batch, self._time_values, self._pause, ROWS_PER_SLICE)
+            rows = decode_batch(batch, self._time_values)
             with self.engine.begin() as conn:
                 self._bulk_insert(conn, rows)
         except (IntegrityError, DataError, *self._driver_errors):
             # A retried batch whose first commit did land, or one row the database refuses: store
             # the rest one by one rather than block the log behind it. A dead database (an
             # OperationalError) still raises, and the writer retries the whole batch later. Decoded
-            # again: SQLAlchemy converts the times itself, from the forms the chunks gave.
+            # again: SQLAlchemy converts the times itself.
             rows = [dict(zip(ROW_COLUMNS, row, strict=True)) for row in decode_batch(batch)]
             for row in rows:
                 row["features"] = features_mapping(row["features"])

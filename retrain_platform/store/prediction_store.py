@@ -104,7 +104,7 @@ class PredictionStore:
         answered = self._insert_process.answers(wait)
         failed = [(chunks, why) for chunks, why in answered if why is not None]
         for chunks, why in reversed(failed):  # each goes in front: the oldest last
-            self.writer.put_back([(chunk.rows, chunk) for chunk in chunks], InsertError(why))
+            self.writer.put_back([(len(chunk.rows), chunk) for chunk in chunks], InsertError(why))
         if failed:
             raise InsertError(f"{len(failed)} of {len(answered)} batches failed, the last because: {failed[-1][1]}")
         if answered:
@@ -133,23 +133,23 @@ class PredictionStore:
         self.record_many([prediction])
 
     def record_many(self, rows: list[dict]) -> None:
-        self.record_chunk(encode_rows(rows))
+        self.record_chunk(Chunk(encode_rows(rows)))
 
     def record_chunk(self, chunk: Chunk) -> None:
-        """Queue a request's predictions, encoded (see `log_chunks.encode_chunk`): serving's way.
-        The chunk's challenger, if any, scores the same rows in the writer thread.
+        """Queue a request's predictions (see `log_chunks`): serving's way. The chunk's challenger,
+        if any, scores the same rows in the writer thread.
 
         With an insert process, the request that fills a batch hands it over itself: that is a
         write into a pipe, and waking the writer thread for it would cost the requests more (see
         `BatchWriter`). Not a batch to shadow: its scoring is work for the thread."""
-        self.writer.submit(chunk, chunk.rows, write_if_full=self._insert_process is not None and chunk.shadow is None)
+        self.writer.submit(chunk, len(chunk.rows), write_if_full=self._insert_process is not None and chunk.shadow is None)
 
     def stats(self) -> WriterStats:
         """The writer's figures, the batches the insert process has not answered yet counted as pending."""
         stats = self.writer.stats()
         if self._insert_process is None:
             return stats
-        unanswered = sum(chunk.rows for chunks in self._insert_process.unanswered for chunk in chunks)
+        unanswered = sum(len(chunk.rows) for chunks in self._insert_process.unanswered for chunk in chunks)
         return replace(stats, pending=stats.pending + unanswered, written=stats.written - unanswered)
 
     def add_label(self, prediction_id: str, label: int, labelled_at: datetime | None = None) -> LabelRecord:

@@ -27,7 +27,8 @@ def as_datetime(value: datetime | str | float) -> datetime:
 
 @functools.lru_cache(maxsize=4)
 def _utc_second_text(seconds: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+    t = time.gmtime(seconds)  # formatted by hand: strftime's %Y does not pad a year before 1000
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
 
 def sqlite_time_text(value: datetime | str | float) -> str:
