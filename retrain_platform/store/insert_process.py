@@ -3,9 +3,9 @@ requests does not spend its time on the log.
 
 A writer thread in a serving worker shares the GIL with the requests: converting and inserting a
 1,000-row batch there held the interpreter for ~9 ms that a request then waited for. Through this
-process, a serving worker only passes on the chunks the requests encoded (see `log_chunks`): `send`
-writes a batch into the pipe, or what the pipe has room for (the rest follows at the next call),
-and returns; `answers` later collects, without waiting, which batches were stored and which
+process, a serving worker only encodes the rows the requests queued and passes them on (see
+`log_chunks`): `send` writes a batch into the pipe, or what the pipe has room for (the rest
+follows at the next call), and returns; `answers` later collects, without waiting, which batches were stored and which
 failed (the caller keeps every batch sent until then, so that a failed one can be sent again).
 
 Protocol on the child's stdin and stdout: each message is an 8-byte little-endian length and that
