@@ -29,7 +29,7 @@ from retrain_platform.store.log_chunks import (
     prediction_row,
     request_rows,
 )
-from retrain_platform.store.schema import create_tables, is_in_memory
+from retrain_platform.store.schema import UTCDateTime, create_tables, is_in_memory
 from retrain_platform_tests.serving_fixtures import postgres_store_url
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -159,6 +159,15 @@ def test_sqlite_stores_a_time_as_sqlalchemy_would(tmp_path):
     with engine.connect() as conn:
         stored = dict(conn.execute(sa.text("SELECT prediction_id, created_at FROM predictions")).all())
     assert [stored[row["prediction_id"]] for row in rows] == [standard(at.replace(tzinfo=None)) for at in instants]
+    # SQLAlchemy writes other times (labels', queries') through the column type: the same text, from
+    # any form it takes.
+    fast = UTCDateTime().bind_processor(engine.dialect)
+    for instant in instants:
+        expected = standard(instant.replace(tzinfo=None))
+        as_text = orjson.dumps(instant).decode()[1:-1]
+        assert fast(instant) == fast(as_text) == fast(instant.astimezone(timezone(timedelta(hours=-5)))) == expected
+        assert fast(instant.timestamp()) == expected
+    assert fast(None) is None
     for naive in (datetime(2026, 3, 1), "2026-03-01T12:00:00"):
         with pytest.raises(ValueError, match="naive datetime"):
             encode_rows([prediction(naive)])
@@ -253,7 +262,8 @@ def test_a_row_the_log_cannot_encode_fails_its_caller_or_alone_its_batch(tmp_pat
         encode_rows([prediction(carrier=object())])
     store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}", batch_size=1_000, flush_interval=60)
     good = prediction()
-    bad = (*encode_rows([prediction()])[0][:3], {"carrier": object()}, *encode_rows([prediction()])[0][4:])
+    row = encode_rows([prediction()])[0]
+    bad = (*row[:3], {"carrier": object()}, *row[4:])
     store.record_chunk(Chunk([bad, *encode_rows([good])]))  # as if a caller had queued it unchecked
     assert store.flush() == 2  # handed on; the bad row dropped, not retried for ever
     assert store.stats().pending == 0 and store.count_predictions() == 1
