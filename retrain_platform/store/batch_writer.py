@@ -9,9 +9,8 @@ A write may also only hand its items on (to another process, say) and learn late
 were stored: then `settle` collects those outcomes, and a batch that failed comes back through
 `put_back`. Such a write is quick, and the submitter that fills a batch can make it itself
 (`write_if_full`) instead of waking the thread: a thread woken for every batch takes the GIL back
-from the requests several times per batch, and each hand-over between the two costs both
-threads a wake-up on another core; on the machines here that cost the requests more CPU than
-everything the log itself did in their process.
+from the requests several times per batch, and each hand-over of the GIL between the two threads
+is a wake-up on another core, paid for by the requests.
 """
 
 from __future__ import annotations

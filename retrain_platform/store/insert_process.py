@@ -1,8 +1,8 @@
 """Stores the prediction log's batches from a process of its own, so that the interpreter answering
 requests does not spend its time on the log.
 
-A writer thread in a serving worker shares the GIL with the requests: converting and inserting a
-1,000-row batch there held the interpreter for ~9 ms that a request then waited for. Through this
+A writer thread in a serving worker shares the GIL with the requests: while it converts and
+inserts a batch, a request waits for the interpreter. Through this
 process, a serving worker only encodes the rows the requests queued and passes them on (see
 `log_chunks`): `send` writes a batch into the pipe, or what the pipe has room for (the rest
 follows at the next call), and returns; `answers` later collects, without waiting, which batches were stored and which
@@ -170,8 +170,8 @@ class InsertProcess(Generic[Token]):
         # A process group of its own: a Ctrl-C meant for the server must not stop it before the
         # server's last flush; it ends when its stdin closes instead. The server's session, not a
         # new one: Linux's autogroup scheduling gives each session an equal share of the CPU, so in
-        # a session of its own this process weighed as much as all the workers together, whatever
-        # its priority, and took their cores while requests waited (one-row p99 went up by half).
+        # a session of its own this process would weigh as much as all the workers together,
+        # whatever its priority, and take their cores while requests wait.
         command = [sys.executable, "-c", f"from {__name__} import main; main()"]
         self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0)
         # A batch (hundreds of KB) in one write rather than in 64 KiB turns of the two processes.
@@ -223,9 +223,9 @@ def main() -> None:
     gc.collect()
     gc.freeze()
     # A batch in one go, in as few statements as SQLite takes: yielding the core between slices of
-    # it (as this did at idle priority) made both this process and the workers spend more CPU per
-    # row, each coming back to caches the other had filled, and the workers' throughput was lower.
-    # A request that arrives meanwhile waits longer (one-row p99 went up, within its target).
+    # it makes both this process and the workers spend more CPU per row, each coming back to caches
+    # the other has filled. The price is that a request arriving meanwhile waits for the batch,
+    # which shows in the one-row p99 (docs/benchmarks.md).
     inserter = PredictionInserter(engine, pause=None)
     try:
         while True:

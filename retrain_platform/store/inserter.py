@@ -70,8 +70,8 @@ class PredictionInserter:
             with conn.connection.cursor() as cursor:
                 execute_values(cursor, self._insert_sql % "%s", values, page_size=len(values))
             return
-        # Multi-row statements: executemany binds and steps row by row, and was slower here; beside
-        # requests, each of its steps would also take the GIL back.
+        # Multi-row statements: executemany binds and steps row by row; beside requests, each of its
+        # steps would also take the GIL back.
         placeholders = f"({', '.join('?' * len(ROW_COLUMNS))})"
         per_statement = SQLITE_ROWS_PER_STATEMENT if self._pause is None else ROWS_PER_SLICE
         cursor = conn.connection.cursor()

@@ -101,8 +101,8 @@ def _encode(rows: list[tuple]) -> bytes:
     columns = list(zip(*rows, strict=True)) or [()] * len(ROW_COLUMNS)
     features = columns.pop(FEATURES)
     # Each row's features copied out of orjson's output at once: orjson's outputs are allocated
-    # oversized, outside Python's allocator, and hundreds of them alive together made the
-    # kernel map fresh pages for almost every one (several times the cost of the encoding).
+    # oversized, outside Python's allocator, and hundreds of them alive together make the kernel
+    # map fresh pages for almost every one, which costs more than the encoding itself.
     return orjson.dumps(columns) + b"\n" + b"\n".join(map(bytes, map(memoryview, map(orjson.dumps, features))))
 
 

@@ -36,7 +36,7 @@ def sqlite_time_text(value: datetime | str | float) -> str:
 
     From seconds since the epoch (serving's), with the text of the second kept for the next times
     in it; from an aware datetime; or from the ISO 8601 text orjson writes for one, by slicing that
-    text. SQLAlchemy's own path (a %-format of a dict of seven fields) took ~6 µs per value, more
+    text. SQLAlchemy's own path %-formats a dict of seven fields for every value, which costs more
     than anything else in storing a prediction."""
     if isinstance(value, (int, float)):
         seconds, micros = divmod(round(value * 1_000_000), 1_000_000)
