@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import Enum
 
+from pydantic import BaseModel, ConfigDict, field_validator
+
 
 class Verdict(str, Enum):
     PASS = "pass"
@@ -16,13 +18,15 @@ class Verdict(str, Enum):
     NOT_APPLICABLE = "n/a"
 
 
-LABEL_COVERAGE_DAYS = 7.0
 IMPROVEMENT_METRICS = ("auc", "f1")
 
 
-@dataclass(frozen=True)
-class GateConfig:
-    """Defaults from the original design (MAX_BRIER_DEGRADATION=0.01, ...), except the improvement rule."""
+class GateConfig(BaseModel):
+    """The promotion gates' settings, in one shape: the evaluation asset's run config extends it,
+    RETRAIN_RETRAIN_GATES holds it as JSON, and the drift sensor reads its label rule from it.
+    Defaults from the original design (MAX_BRIER_DEGRADATION=0.01, ...), except the improvement rule."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     # What a challenger must beat the champion by, relative, on the holdout. The original design
     # asked F1 +2 % (MIN_F1_IMPROVEMENT_PCT), but F1 sits at a threshold each model picked on its own
@@ -33,16 +37,25 @@ class GateConfig:
     # A better F1 at the threshold can come with a worse ranking; a promotion never lowers AUC.
     max_auc_degradation: float = 0.0
     min_holdout_rows: int = 200
-    min_label_coverage: float = 0.30  # of the predictions logged in the last LABEL_COVERAGE_DAYS
+    min_label_coverage: float = 0.30  # of the predictions logged in the last `label_coverage_days`
+    label_coverage_days: float = 7.0
     cooldown_days: float = 7.0
     max_latency_ms: float = 2.0
     # None: take the dataset spec's floor.
     auc_floor: float | None = None
     recall_floor: float | None = None
 
-    def __post_init__(self):
-        if self.improvement_metric not in IMPROVEMENT_METRICS:
-            raise ValueError(f"improvement_metric must be one of {IMPROVEMENT_METRICS}, not {self.improvement_metric!r}")
+    @field_validator("improvement_metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in IMPROVEMENT_METRICS:
+            raise ValueError(f"improvement_metric must be one of {IMPROVEMENT_METRICS}, not {metric!r}")
+        return metric
+
+    @classmethod
+    def from_json(cls, text: str) -> GateConfig:
+        """Gate settings from JSON (empty: the defaults); a typo in a name is an error, not ignored."""
+        return cls.model_validate_json(text) if text.strip() else cls()
 
 
 @dataclass(frozen=True)
