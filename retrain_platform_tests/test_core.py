@@ -1,15 +1,19 @@
 """Unit tests of the pure core: spec → schema, window, split, metrics, gates, predictor."""
 
+import logging
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import lightgbm as lgb
+import lightgbm.basic
 import numpy as np
 import pandas as pd
 import pytest
 
+from retrain_platform.core import predictor as predictor_module
 from retrain_platform.core.gates import Evidence, GateConfig, Verdict, all_passed, evaluate_gates, failed
 from retrain_platform.core.metrics import best_f1_threshold, classification_metrics
-from retrain_platform.core.predictor import FeatureEncoder, Predictor
+from retrain_platform.core.predictor import FeatureEncoder, Predictor, PublicRowScorer, SingleRowScorer
 from retrain_platform.core.split import time_split
 from retrain_platform.core.validation import build_schema, check_row_count, check_schema, check_window_coverage
 from retrain_platform.core.window import Window, select_window
@@ -105,11 +109,16 @@ def test_encoder_codes_categories_by_spec_position():
     np.testing.assert_array_equal(encoder.frame(frame)[0], encoded)
 
 
+def _small_booster(sample: pd.DataFrame) -> lgb.Booster:
+    encoder = FeatureEncoder(FLIGHTS)
+    data = lgb.Dataset(encoder.frame(sample), sample[FLIGHTS.target], categorical_feature=encoder.categorical_indices)
+    return lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1}, data, num_boost_round=30)
+
+
 def test_single_row_fast_path_scores_as_the_booster_does(flights):
     sample = flights.head(3_000)
     encoder = FeatureEncoder(FLIGHTS)
-    data = lgb.Dataset(encoder.frame(sample), sample[FLIGHTS.target], categorical_feature=encoder.categorical_indices)
-    booster = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1}, data, num_boost_round=30)
+    booster = _small_booster(sample)
     predictor = Predictor(booster, FLIGHTS, threshold=0.5)
     rows = sample[FLIGHTS.feature_names].tail(300).to_dict("records")
     rows[0] = {**rows[0], "dest": "NOPE", "temp": None}  # unseen category and a missing value
@@ -120,6 +129,66 @@ def test_single_row_fast_path_scores_as_the_booster_does(flights):
     # The fast path holds a C handle; a pickled predictor (Dagster's IO manager) makes its own.
     clone = pickle.loads(pickle.dumps(predictor))
     assert clone.score_one(rows[1]) == predictor.score_one(rows[1]) == pytest.approx(expected[1], abs=1e-12)
+
+
+def test_private_lightgbm_fast_path_still_works_on_this_lightgbm(flights):
+    """SingleRowScorer is the platform's one use of private LightGBM API, kept because the public
+    Booster.predict costs several times as much per row (benchmarks/one_row_predict.py). An upgrade
+    that moves or changes it must fail here, loudly, not quietly slow down serving."""
+    version = f"LightGBM {lgb.__version__}"
+    fix = "rewrite SingleRowScorer in retrain_platform/core/predictor.py or drop it for Booster.predict"
+    missing = [name for name in ("_LIB", "_c_str", "_safe_call") if not hasattr(lightgbm.basic, name)]
+    assert not missing, f"{version}: lightgbm.basic has no {missing}; {fix}"
+    functions = ("LGBM_BoosterPredictForMatSingleRowFastInit", "LGBM_BoosterPredictForMatSingleRowFast", "LGBM_FastConfigFree")
+    missing = [name for name in functions if not hasattr(lightgbm.basic._LIB, name)]
+    assert not missing, f"{version}: the C library has no {missing}; {fix}"
+
+    sample = flights.head(3_000)
+    booster = _small_booster(sample)
+    assert hasattr(booster, "_handle"), f"{version}: Booster has no _handle; {fix}"
+    booster.best_iteration = 20  # of 30 trees: the fast path must stop where Booster.predict does
+    rows = flights[FLIGHTS.feature_names].iloc[3_000:5_000].to_dict("records")
+    rows[0] = {**rows[0], "dest": "NOPE", "temp": None}
+    encoder = FeatureEncoder(FLIGHTS)
+    expected = booster.predict(encoder.rows(rows))
+    assert not np.allclose(expected, booster.predict(encoder.rows(rows), num_iteration=30))
+    try:
+        scorer = SingleRowScorer(booster, len(FLIGHTS.feature_names))
+    except Exception as error:
+        pytest.fail(f"{version}: the one-row fast path cannot be built ({error!r}); {fix}")
+    got = np.array([scorer.score(lambda buffer, row=row: encoder.row(row, buffer)) for row in rows])
+    worst = float(np.max(np.abs(got - expected)))
+    assert worst <= 1e-12, f"{version}: the fast path differs from Booster.predict by {worst:.3g} on {len(rows)} rows; {fix}"
+
+    predictor = Predictor(booster, FLIGHTS, threshold=0.5)
+    predictor.score_one(rows[0])
+    assert isinstance(predictor._single, SingleRowScorer), f"{version}: Predictor fell back to Booster.predict; {fix}"
+
+
+def test_one_row_scores_from_many_threads_at_once(flights):
+    sample = flights.head(3_000)
+    predictor = Predictor(_small_booster(sample), FLIGHTS, threshold=0.5)
+    rows = sample[FLIGHTS.feature_names].tail(400).to_dict("records")
+    expected = predictor.score_rows(rows)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(predictor.score_one, rows))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_one_row_falls_back_to_the_public_api_when_the_fast_path_breaks(flights, monkeypatch, caplog):
+    def broken(*args):
+        raise ImportError("cannot import name '_LIB' from 'lightgbm.basic'")
+
+    monkeypatch.setattr(predictor_module, "SingleRowScorer", broken)
+    sample = flights.head(3_000)
+    booster = _small_booster(sample)
+    predictor = Predictor(booster, FLIGHTS, threshold=0.5)
+    rows = sample[FLIGHTS.feature_names].tail(200).to_dict("records")
+    with caplog.at_level(logging.WARNING, logger=predictor_module.__name__):
+        got = [predictor.score_one(row) for row in rows]
+    assert isinstance(predictor._single, PublicRowScorer) and "fast path unavailable" in caplog.text
+    assert lgb.__version__ in caplog.text
+    np.testing.assert_allclose(got, booster.predict(predictor.encoder.rows(rows)), rtol=0, atol=1e-12)
 
 
 def _evidence(**overrides) -> Evidence:
@@ -164,3 +233,4 @@ def test_comparative_gates():
 def test_operational_gates():
     gates = evaluate_gates(_evidence(deterministic=False, latency_ms=9.0, holdout_rows=10, label_coverage=0.1), GateConfig(), 0.5, 0)
     assert failed(gates) == ["holdout_rows", "deterministic", "one_row_latency", "label_coverage"]
+

@@ -8,6 +8,7 @@ sends down the branch it learned for unseen categories.
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 import time
 import weakref
@@ -16,10 +17,10 @@ from dataclasses import dataclass
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from lightgbm.basic import _LIB, _c_str
-from lightgbm.basic import _safe_call as _check
 
 from retrain_platform.datasets.spec import Categorical, DatasetSpec
+
+log = logging.getLogger(__name__)
 
 
 class FeatureEncoder:
@@ -77,17 +78,25 @@ def _threads(rows: int) -> int:
 class SingleRowScorer:
     """LightGBM's single-row fast path (`LGBM_BoosterPredictForMatSingleRowFast`): the prediction
     configuration is parsed once, not on every call as `Booster.predict` does, which for one row
-    costs more than the trees themselves. Same trees, same iterations, same result."""
+    costs more than the trees themselves. Same trees, same iterations, same result.
+
+    The platform's only use of private LightGBM API (`lightgbm.basic._LIB`, `_c_str`, `_safe_call`,
+    `Booster._handle`), kept because the public `Booster.predict` costs two to three times as much
+    per row (benchmarks/one_row_predict.py). If an upgrade breaks it, `test_core` fails naming the
+    LightGBM version, and `Predictor` scores through `Booster.predict` meanwhile."""
 
     NORMAL, FLOAT64 = 0, 1  # C_API_PREDICT_NORMAL, C_API_DTYPE_FLOAT64
 
     def __init__(self, booster: lgb.Booster, columns: int):
+        from lightgbm.basic import _LIB, _c_str, _safe_call
+
+        self._lib, self._check = _LIB, _safe_call
         self._row = np.empty(columns, dtype=np.float64)
         self._result = np.empty(1, dtype=np.float64)
         self._length = ctypes.c_int64(0)
         self._handle = ctypes.c_void_p()
         self._lock = threading.Lock()  # one row buffer and one LightGBM config: one caller at a time
-        _check(_LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+        _safe_call(_LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
             booster._handle, ctypes.c_int(self.NORMAL), ctypes.c_int(0), ctypes.c_int(booster.best_iteration),
             ctypes.c_int(self.FLOAT64), ctypes.c_int32(columns), _c_str("num_threads=1"),
             ctypes.byref(self._handle)))  # fmt: skip
@@ -99,10 +108,31 @@ class SingleRowScorer:
         """`encode(buffer)` fills the row buffer; the score comes back as a float."""
         with self._lock:
             encode(self._row)
-            _check(_LIB.LGBM_BoosterPredictForMatSingleRowFast(
+            self._check(self._lib.LGBM_BoosterPredictForMatSingleRowFast(
                 self._handle, self._row.ctypes.data_as(ctypes.c_void_p), ctypes.byref(self._length),
                 self._result.ctypes.data_as(ctypes.POINTER(ctypes.c_double))))  # fmt: skip
             return float(self._result[0])
+
+
+class PublicRowScorer:
+    """One row through the public `Booster.predict`: what serves if the fast path cannot be built."""
+
+    def __init__(self, booster: lgb.Booster, columns: int):
+        self._booster, self._columns = booster, columns
+
+    def score(self, encode) -> float:
+        row = np.empty((1, self._columns), dtype=np.float64)  # a buffer per call: nothing shared
+        encode(row[0])
+        return float(self._booster.predict(row, num_threads=1)[0])
+
+
+def one_row_scorer(booster: lgb.Booster, columns: int) -> SingleRowScorer | PublicRowScorer:
+    try:
+        return SingleRowScorer(booster, columns)
+    except Exception as error:  # a LightGBM whose private API moved: slower, still right
+        log.warning("LightGBM %s: one-row fast path unavailable (%r); scoring with Booster.predict",
+                    lgb.__version__, error)  # fmt: skip
+        return PublicRowScorer(booster, columns)
 
 
 @dataclass
@@ -114,7 +144,7 @@ class Predictor:
 
     def __post_init__(self):
         self.encoder = FeatureEncoder(self.spec)
-        self._single: SingleRowScorer | None = None  # made on first use; a C handle does not pickle
+        self._single: SingleRowScorer | PublicRowScorer | None = None  # made on first use; a C handle does not pickle
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_single": None}
@@ -135,7 +165,7 @@ class Predictor:
 
     def score_one(self, row: dict) -> float:
         if self._single is None:
-            self._single = SingleRowScorer(self.booster, len(self.encoder.names))
+            self._single = one_row_scorer(self.booster, len(self.encoder.names))
         return self._single.score(lambda buffer: self.encoder.row(row, buffer))
 
 
