@@ -11,7 +11,15 @@ import pandas as pd
 import pytest
 
 from retrain_platform.core import predictor as predictor_module
-from retrain_platform.core.gates import Evidence, GateConfig, Verdict, all_passed, evaluate_gates, failed
+from retrain_platform.core.gates import (
+    Evidence,
+    GateConfig,
+    Verdict,
+    all_passed,
+    evaluate_gates,
+    failed,
+    gates_markdown,
+)
 from retrain_platform.core.metrics import best_f1_threshold, classification_metrics
 from retrain_platform.core.predictor import FeatureEncoder, Predictor, PublicRowScorer, SingleRowScorer
 from retrain_platform.core.split import time_split
@@ -234,3 +242,23 @@ def test_operational_gates():
     gates = evaluate_gates(_evidence(deterministic=False, latency_ms=9.0, holdout_rows=10, label_coverage=0.1), GateConfig(), 0.5, 0)
     assert failed(gates) == ["holdout_rows", "deterministic", "one_row_latency", "label_coverage"]
 
+
+def test_gates_table_reads_as_people_write_numbers():
+    champion = {"auc": 0.696, "f1": 0.55, "recall": 0.6, "brier": 0.15}
+    evidence = _evidence(champion=champion, holdout_rows=49_102, label_coverage=0.3125, days_since_promotion=3.0,
+                         latency_ms=0.0171, challenger={"auc": 0.70, "f1": 0.5, "recall": 0.6, "brier": 0.17000234})
+    table = gates_markdown(evaluate_gates(evidence, GateConfig(min_holdout_rows=20_000), 0.62, 0.35))
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:3] for line in table.splitlines()[2:]}
+    assert rows["holdout_rows"] == ["49,102", ">= 20,000"]  # not 4.91e+04
+    assert rows["auc_floor"] == ["0.7000", ">= 0.62"]
+    assert rows["label_coverage"] == ["31.25%", ">= 30%"]  # a share
+    assert rows["auc_improvement"] == ["0.57%", ">= 0.5%"]  # relative to the champion
+    assert rows["brier_degradation"] == ["0.0200", "<= 0.01"]
+    assert rows["deterministic"][0] == "1" and rows["one_row_latency"] == ["0.0171", "<= 2 ms"]
+    assert rows["cooldown"] == ["3.00", ">= 7 days"]
+    assert "e+" not in table and "e-" not in table
+    close = _evidence(challenger={"auc": 0.70, "f1": 0.5, "recall": 0.6, "brier": 0.17},
+                      champion={**champion, "auc": 0.69997654})
+    assert "| auc_degradation | -0.00002346 |" in gates_markdown(evaluate_gates(close, GateConfig(), 0.62, 0.35))
+    no_champion = gates_markdown(evaluate_gates(_evidence(), GateConfig(), 0.62, 0.35))
+    assert "| auc_improvement | n/a | >= 0.5% | **n/a** |" in no_champion and "| label_coverage | n/a |" in no_champion

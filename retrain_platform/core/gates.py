@@ -6,6 +6,7 @@ yet, the comparative gates do not apply and the absolute floors decide.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from enum import Enum
 
@@ -88,20 +89,49 @@ def _not_applicable(name: str, threshold: str, why: str) -> GateResult:
     return GateResult(name, Verdict.NOT_APPLICABLE, None, threshold, why)
 
 
+def count(value: float) -> str:
+    """A count for people: 49,102."""
+    return f"{round(value):,}"
+
+
+def number(value: float, trim: bool = False) -> str:
+    """A metric or ratio for people: 4 decimals (0.6412), thousands separated, never an exponent;
+    a value below 0.001 keeps 4 significant digits (0.00002346) rather than reading as 0.
+    `trim` drops trailing zeros, for the settings a threshold shows (0.01, not 0.0100)."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0 or abs(value) >= 0.001:
+        text = f"{value:,.4f}"
+    else:
+        text = f"{value:.{3 - math.floor(math.log10(abs(value)))}f}"
+    return text.rstrip("0").rstrip(".") if trim else text
+
+
+def setting(value: float) -> str:
+    """A threshold as it was set: 0.01, 2, 0.62."""
+    return number(value, trim=True)
+
+
+def share(value: float, decimals: int = 2) -> str:
+    """A share as a percentage: 31.25%."""
+    return f"{value:.{decimals}%}" if math.isfinite(value) else str(value)
+
+
 def evaluate_gates(evidence: Evidence, config: GateConfig, auc_floor: float, recall_floor: float) -> list[GateResult]:
     c, p = evidence.challenger, evidence.champion
     auc_floor = config.auc_floor if config.auc_floor is not None else auc_floor
     recall_floor = config.recall_floor if config.recall_floor is not None else recall_floor
     gates = [
         _result("holdout_rows", evidence.holdout_rows >= config.min_holdout_rows, evidence.holdout_rows,
-                f">= {config.min_holdout_rows}", "labelled rows the decision rests on"),
-        _result("auc_floor", c["auc"] >= auc_floor, c["auc"], f">= {auc_floor}", "challenger AUC on the holdout"),
-        _result("recall_floor", c["recall"] >= recall_floor, c["recall"], f">= {recall_floor}",
+                f">= {count(config.min_holdout_rows)}", "labelled rows the decision rests on"),
+        _result("auc_floor", c["auc"] >= auc_floor, c["auc"], f">= {setting(auc_floor)}",
+                "challenger AUC on the holdout"),
+        _result("recall_floor", c["recall"] >= recall_floor, c["recall"], f">= {setting(recall_floor)}",
                 "challenger recall at its decision threshold"),
         _result("deterministic", evidence.deterministic, float(evidence.deterministic), "== 1",
                 "the same rows score the same, in bulk and one by one"),
         _result("one_row_latency", evidence.latency_ms <= config.max_latency_ms, evidence.latency_ms,
-                f"<= {config.max_latency_ms} ms", "median time to score one row with the native model"),
+                f"<= {setting(config.max_latency_ms)} ms", "median time to score one row with the native model"),
     ]  # fmt: skip
     if evidence.label_coverage is None:
         gates.append(_not_applicable("label_coverage", f">= {config.min_label_coverage:.0%}",
@@ -114,9 +144,9 @@ def evaluate_gates(evidence: Evidence, config: GateConfig, auc_floor: float, rec
         why = "no champion yet: the absolute floors decide"
         gates += [
             _not_applicable(f"{config.improvement_metric}_improvement", f">= {config.min_improvement:.1%}", why),
-            _not_applicable("brier_degradation", f"<= {config.max_brier_degradation}", why),
-            _not_applicable("auc_degradation", f"<= {config.max_auc_degradation}", why),
-            _not_applicable("cooldown", f">= {config.cooldown_days} days", why),
+            _not_applicable("brier_degradation", f"<= {setting(config.max_brier_degradation)}", why),
+            _not_applicable("auc_degradation", f"<= {setting(config.max_auc_degradation)}", why),
+            _not_applicable("cooldown", f">= {setting(config.cooldown_days)} days", why),
         ]
         return gates
     metric = config.improvement_metric
@@ -126,16 +156,19 @@ def evaluate_gates(evidence: Evidence, config: GateConfig, auc_floor: float, rec
                          f"challenger {metric.upper()} {c[metric]:.4f} vs champion {p[metric]:.4f}"))
     degradation = c["brier"] - p["brier"]
     gates.append(_result("brier_degradation", degradation <= config.max_brier_degradation, degradation,
-                         f"<= {config.max_brier_degradation}", f"challenger Brier {c['brier']:.4f} vs champion {p['brier']:.4f}"))
+                         f"<= {setting(config.max_brier_degradation)}",
+                         f"challenger Brier {c['brier']:.4f} vs champion {p['brier']:.4f}"))
     auc_drop = p["auc"] - c["auc"]
     gates.append(_result("auc_degradation", auc_drop <= config.max_auc_degradation, auc_drop,
-                         f"<= {config.max_auc_degradation}", f"challenger AUC {c['auc']:.4f} vs champion {p['auc']:.4f}"))
+                         f"<= {setting(config.max_auc_degradation)}",
+                         f"challenger AUC {c['auc']:.4f} vs champion {p['auc']:.4f}"))
     days = evidence.days_since_promotion
     if days is None:
-        gates.append(_not_applicable("cooldown", f">= {config.cooldown_days} days", "champion has no promotion time"))
+        gates.append(_not_applicable("cooldown", f">= {setting(config.cooldown_days)} days",
+                                     "champion has no promotion time"))
     else:
-        gates.append(_result("cooldown", days >= config.cooldown_days, days, f">= {config.cooldown_days} days",
-                             "days since the champion was promoted"))
+        gates.append(_result("cooldown", days >= config.cooldown_days, days,
+                             f">= {setting(config.cooldown_days)} days", "days since the champion was promoted"))
     return gates
 
 
@@ -147,10 +180,29 @@ def failed(gates: list[GateResult]) -> list[str]:
     return [g.name for g in gates if g.verdict == Verdict.FAIL]
 
 
+# How each gate's value reads: rows are counted, shares are percentages, days and milliseconds
+# carry their unit in the threshold; anything else is a metric or a ratio.
+_VALUE_FORMATS = {
+    "holdout_rows": count,
+    "deterministic": count,
+    "label_coverage": share,
+    "cooldown": lambda days: f"{days:,.2f}",
+}
+
+
+def format_value(gate: GateResult) -> str:
+    """A gate's value as people read it, "n/a" when there is none."""
+    if gate.value is None:
+        return "n/a"
+    if gate.name.endswith("_improvement"):  # relative to the champion
+        return share(gate.value)
+    return _VALUE_FORMATS.get(gate.name, number)(gate.value)
+
+
 def gates_markdown(gates: list[GateResult]) -> str:
     lines = ["| gate | value | threshold | verdict | detail |", "|---|---|---|---|---|"]
     for g in gates:
-        value = "–" if g.value is None else f"{g.value:.4g}"
+        value = format_value(g)
         lines.append(f"| {g.name} | {value} | {g.threshold} | **{g.verdict.value}** | {g.detail} |")
     return "\n".join(lines)
 
