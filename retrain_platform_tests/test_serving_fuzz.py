@@ -31,7 +31,8 @@ from schemathesis.specs.openapi.checks import (
 
 from retrain_platform.settings import Settings
 from retrain_platform_tests.serving_fixtures import UvicornThread, free_port, register_flight_models
-from serving.app import ADMIN_TOKEN_ENV, create_app
+from serving.app import create_app
+from serving.auth import ADMIN_TOKEN_ENV
 
 TOKEN = "fuzz-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

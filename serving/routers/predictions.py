@@ -1,0 +1,89 @@
+"""POST /predict and POST /predict/batch: the hot path.
+
+Bodies are read and validated here rather than by FastAPI (see RequestSchemas), and answers are
+written as bytes (see json_response); the OpenAPI document still describes both, through
+`openapi_extra` and the request components that `create_app` adds.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the annotations as objects.
+
+import time
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from retrain_platform.store import Chunk, prediction_row, request_rows
+
+from ..bodies import json_response, parse_body
+from ..context import Serving
+from ..ids import prediction_id, prediction_ids
+from ..model_holder import Served
+from ..schemas import INVALID_BODY, BatchPrediction, Prediction, RequestSchemas
+
+VALIDATION_RULES = """Each field is checked against the dataset spec: its type, its allowed range (`minimum`,
+`maximum`), and for categorical fields the list of known categories. **A category the model was not
+trained on is rejected with 422**, like a missing required field, an out-of-range value or an unknown
+field; the error's `loc` names the field. Nullable fields may be omitted or null."""
+
+
+def add_prediction_routes(router: APIRouter, serving: Serving) -> None:
+    schemas, served_model = serving.schemas, serving.served_model
+    max_rows, max_bytes = serving.settings.serving_max_batch_rows, serving.settings.serving_max_body_bytes
+    # Off: predictions are still answered with an id, but not logged (so they cannot be labelled).
+    log_predictions = serving.settings.prediction_logging
+
+    def elapsed_ms(started: float) -> float:
+        return (time.perf_counter() - started) * 1000
+
+    def log(served: Served, rows: list[tuple]) -> None:
+        """Queue a request's predictions for the log, with the challenger (if any) to score them
+        off the response path."""
+        serving.store.record_chunk(Chunk(rows, served.challenger))
+
+    @router.post(
+        "/predict", response_model=Prediction, tags=["predictions"], summary="Score one row",
+        description=VALIDATION_RULES, openapi_extra=RequestSchemas.reference(schemas.row_name),
+        responses={**INVALID_BODY, 413: {"description": "body too large"}, 503: {"description": "no model loaded yet"}},
+    )  # fmt: skip
+    async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        features = parse_body(schemas.row, await request.body())
+        served = served_model()
+        score = served.champion.score_one(features)
+        new_id = prediction_id()
+        threshold = served.champion.threshold
+        label = int(score >= threshold)
+        if log_predictions:
+            log(
+                served,
+                [prediction_row(new_id, time.time(), served.version, features, score, label, elapsed_ms(started))],
+            )
+        return json_response({"prediction_id": new_id, "model_version": served.version, "probability": score,
+                              "label": label, "threshold": threshold}, served.version)  # fmt: skip
+
+    def score_batch(served: Served, rows: list[dict], started: float) -> Response:
+        scores = served.champion.score_rows(rows).tolist()
+        threshold = served.champion.threshold
+        ids = prediction_ids(len(rows))
+        labels = [int(score >= threshold) for score in scores]
+        if log_predictions:
+            log(served, request_rows(rows, ids, scores, labels, served.version, time.time(), elapsed_ms(started)))
+        predictions = [{"prediction_id": prediction_id, "probability": score, "label": label}
+                       for prediction_id, score, label in zip(ids, scores, labels, strict=True)]  # fmt: skip
+        return json_response({"model_version": served.version, "threshold": threshold, "count": len(rows),
+                              "predictions": predictions}, served.version)  # fmt: skip
+
+    @router.post(
+        "/predict/batch", response_model=BatchPrediction, tags=["predictions"], summary="Score many rows",
+        description=f"`rows` holds 1 to {max_rows} rows; a longer batch is answered **413** "
+        f"(so is a body over {max_bytes} bytes). Each row gets its own prediction id. "
+        + VALIDATION_RULES,
+        openapi_extra=RequestSchemas.reference(schemas.batch_name),
+        responses={**INVALID_BODY, 413: {"description": f"more than {max_rows} rows"}, 503: {"description": "no model"}},
+    )  # fmt: skip
+    async def predict_batch(request: Request) -> Response:
+        started = time.perf_counter()
+        rows = parse_body(schemas.batch, await request.body())["rows"]
+        served = served_model()
+        # Off the event loop: scoring 1,000 rows takes milliseconds, single rows keep flowing meanwhile.
+        return await run_in_threadpool(score_batch, served, rows, started)
