@@ -1,21 +1,19 @@
-"""Dagster resources: everything that differs between a laptop and a deployment lives here."""
+"""Resources that several domains share: the dataset, the MLflow registry, the labelled rows.
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+Everything that differs between a laptop and a deployment reaches assets and sensors through a
+resource, built from the settings here or in the domain's own `resources.py`.
+"""
+
 from datetime import datetime
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 
-from retrain_platform.core.decisions import RetrainPolicy
 from retrain_platform.datasets import DatasetSpec, get_spec
-from retrain_platform.monitoring import Monitor
-from retrain_platform.registry import ModelRegistry, ensure_experiment
-from retrain_platform.sources import training_rows
+from retrain_platform.datasets.sources import training_rows
+from retrain_platform.registry import ModelRegistry
+from retrain_platform.settings import Settings
 from retrain_platform.store import PredictionStore, labelled_share
-from retrain_platform.store.monitoring_log import MonitoringLog
 
 
 class DatasetResource(dg.ConfigurableResource):
@@ -81,62 +79,21 @@ class RegistryResource(dg.ConfigurableResource):
         return f"{self.ui_url}/#/models/{model_name}/versions/{version}"
 
 
-class MlflowTracking:
-    """dagster-mlflow's MlFlow tracker (one MLflow run per Dagster run, tagged with its id), started
-    on first use: the in-process executor initialises every resource when a run starts, and a run
-    that stops at a failed data check should leave no empty MLflow run behind."""
-
-    def __init__(self, init_context):
-        self._init_context = init_context
-        self._tracker: MlFlow | None = None
-
-    def start(self) -> MlFlow:
-        if self._tracker is None:
-            config = self._init_context.resource_config
-            # dagster-mlflow calls mlflow.set_experiment, which would put artifacts under ./mlruns
-            # in the working directory; create the experiment first with the platform's root.
-            ensure_experiment(config["mlflow_tracking_uri"], config["experiment_name"], config["artifact_location"])
-            self._tracker = MlFlow(self._init_context)
-        return self._tracker
-
-
-class DecisionsResource(dg.ConfigurableResource):
-    """The decisions folder and the retrain policy (cooldown, weekly limit)."""
-
-    folder: str
-    cooldown_hours: float = 24.0
-    max_per_week: int = 3
-
-    def policy(self) -> RetrainPolicy:
-        return RetrainPolicy(cooldown_hours=self.cooldown_hours, max_per_week=self.max_per_week)
-
-
-class MonitoringResource(dg.ConfigurableResource):
-    """The prediction log that serving writes, the drift time series, and where reports go."""
-
-    store_url: str
-    cache_dir: str
-    reports_dir: str
-
-    @contextmanager
-    def monitor(self, spec: DatasetSpec, registry: ModelRegistry) -> Iterator[Monitor]:
-        store = PredictionStore(self.store_url)
-        try:
-            yield Monitor(spec, registry, store, Path(self.cache_dir))
-        finally:
-            store.close()
-
-    def record(self, row: dict) -> None:
-        log = MonitoringLog(self.store_url)
-        try:
-            log.record(row)
-        finally:
-            log.close()
-
-
-@dg.resource(
-    config_schema={**CONFIG_SCHEMA, "artifact_location": dg.Field(str, description="root for run artifacts")},
-    description="dagster-mlflow tracking: one MLflow run per Dagster run, tagged with its id.",
-)
-def mlflow_tracking(context) -> MlflowTracking:
-    return MlflowTracking(context)
+def shared_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "dataset": DatasetResource(name=settings.dataset),
+            "source": LabelledSource(
+                history_path=settings.history_path,
+                history_until=settings.history_until,
+                store_url=settings.store_url if settings.train_on_prediction_log else "",
+            ),
+            "registry": RegistryResource(
+                tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root, ui_url=settings.mlflow_ui_url
+            ),
+            "io_manager": dg.FilesystemIOManager(base_dir=str(settings.io_storage_dir)),
+        },
+        # Steps share one process: the multiprocess executor costs seconds per step here and the
+        # stages are sequential anyway.
+        executor=dg.in_process_executor,
+    )

@@ -10,7 +10,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from retrain_platform.core.gates import GateConfig
 
 PREFIX = "RETRAIN_"
 
@@ -35,7 +37,7 @@ class Settings(BaseModel):
     # rows it learned from (0: at once).
     retrain_min_new_label_share: float = 0.25
     retrain_window_days: int = 60  # data window of retrains the platform launches by itself (0: all history)
-    retrain_gates: str = ""  # JSON of gate settings for those retrains, e.g. {"cooldown_days": 1}
+    retrain_gates: str = ""  # GateConfig as JSON for those retrains, e.g. {"cooldown_days": 1}
     alert_webhook_url: str = ""  # failed runs are also POSTed here as JSON
     # Empty means "the embedded default under home"; set them to point at servers.
     mlflow_tracking_uri: str = ""
@@ -59,6 +61,12 @@ class Settings(BaseModel):
     dagster_location: str = "retrain_platform"
     dagster_repository: str = "__repository__"
     dagster_retrain_job: str = "retrain"
+
+    @field_validator("retrain_gates")
+    @classmethod
+    def _gates_are_valid(cls, text: str) -> str:
+        GateConfig.from_json(text)  # a typo in a gate's name fails at start, not at the first retrain
+        return text
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,3 +105,17 @@ class Settings(BaseModel):
     @property
     def reports_dir(self) -> Path:
         return self.home_dir / "reports"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home_dir / "cache"
+
+    @property
+    def alerts_file(self) -> Path:
+        return self.home_dir / "alerts.jsonl"
+
+    def folders(self) -> list[Path]:
+        """Every folder the platform reads or writes under its home, to be created at start."""
+        return [self.dagster_home, self.io_storage_dir, self.reports_dir, self.cache_dir,
+                self.home_dir / "mlflow" / "artifacts",
+                *(self.decisions_dir / name for name in ("inbox", "archive", "rejected"))]  # fmt: skip

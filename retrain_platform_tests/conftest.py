@@ -22,6 +22,11 @@ def run_job(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str = 
     return defs.resolve_job_def(job_name).execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
 
 
+def pythonic_resources(defs: dg.Definitions) -> dict:
+    """The resources sensors and schedules take by type, for contexts built outside the daemon."""
+    return {key: value for key, value in defs.resources.items() if isinstance(value, dg.ConfigurableResource)}
+
+
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return make_settings(tmp_path)

@@ -13,13 +13,13 @@ from typing import ClassVar
 import dagster as dg
 import pytest
 
-from retrain_platform import clock
+from retrain_platform.core import clock
 from retrain_platform.core.decisions import RetrainingDecision
 from retrain_platform.datasets import FLIGHTS
-from retrain_platform.decision_files import DecisionFolder
+from retrain_platform.decisions.folder import DecisionFolder
 from retrain_platform.definitions import build_definitions
 
-from .conftest import make_settings, run_job
+from .conftest import make_settings, pythonic_resources, run_job
 from .test_monitoring import flights_between, serve
 
 FAST = {"candidate_model": {"config": {"max_rounds": 5}}}  # the sensor's run, made quick for a test
@@ -27,14 +27,13 @@ LENIENT_GATES = json.dumps({"auc_floor": 0.5, "recall_floor": 0.0})
 
 
 def tick(defs, instance, cursor=None, name="decision_file_sensor"):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=pythonic_resources(defs), definitions=defs)
     return defs.resolve_sensor_def(name).evaluate_tick(context)
 
 
 def schedule_tick(defs, instance, name: str, **kwargs):
     """Evaluate a schedule as the daemon would; the context is closed after (it opens the instance again)."""
-    resources = {key: defs.resources[key] for key in ("dataset", "registry")}
-    with dg.build_schedule_context(instance=instance, resources=resources, **kwargs) as context:
+    with dg.build_schedule_context(instance=instance, resources=pythonic_resources(defs), **kwargs) as context:
         return defs.resolve_schedule_def(name).evaluate_tick(context)
 
 
@@ -231,6 +230,7 @@ def alert_on(defs, instance, result) -> None:
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
     context = dg.build_run_status_sensor_context(
         sensor_name="run_failure_alert", dagster_instance=instance, dagster_run=result.dagster_run, dagster_event=failure,
+        resources=pythonic_resources(defs),
     ).for_run_failure()  # fmt: skip
     defs.resolve_sensor_def("run_failure_alert")(context)
 

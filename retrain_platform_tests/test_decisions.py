@@ -13,7 +13,7 @@ from retrain_platform.core.decisions import (
     RetrainPolicy,
     apply_policy,
 )
-from retrain_platform.decision_files import DecisionFolder
+from retrain_platform.decisions.folder import DecisionFolder
 
 NOW = datetime(2013, 5, 1, 12, tzinfo=UTC)
 

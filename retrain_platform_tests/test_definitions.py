@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from retrain_platform.definitions import build_definitions
 from retrain_platform.settings import Settings
 
@@ -47,7 +49,10 @@ def test_instance_configs_are_valid_and_serialise_promotions(tmp_path):
     from dagster._core.instance.config import dagster_instance_config_schema
 
     repo = Path(__file__).resolve().parents[1]
-    for path in (repo / "dagster.yaml", repo / "retrain_platform" / "instance" / "embedded.yaml"):
+    embedded = repo / "retrain_platform" / "instance" / "embedded.yaml"
+    # The root's dagster.yaml (for `dagster dev` there) is the embedded instance itself, not a copy.
+    assert (repo / "dagster.yaml").resolve() == embedded
+    for path in (repo / "deploy" / "dagster.yaml", embedded):
         config = yaml.safe_load(path.read_text())
         result = validate_config(dagster_instance_config_schema(), config)
         assert result.success, (path, result.errors)
@@ -57,3 +62,50 @@ def test_instance_configs_are_valid_and_serialise_promotions(tmp_path):
     assert defs.resolve_assets_def("production_model").node_def.pool == "promotion"
     assert defs.resolve_job_def("rollback_job").graph.node_defs[0].pool == "promotion"
     assert defs.resolve_job_def("retrain").tags["retrain_platform/promotion"] == "exclusive"
+
+
+def test_gate_settings_have_one_shape_from_environment_to_run_config(tmp_path):
+    from pydantic import ValidationError
+
+    from retrain_platform.core.gates import GateConfig
+    from retrain_platform.training.evaluation import GateSettings
+
+    assert issubclass(GateSettings, GateConfig)  # the launchpad's config is the core's settings
+    settings = Settings.from_env({"RETRAIN_HOME": str(tmp_path), "RETRAIN_RETRAIN_GATES": '{"cooldown_days": 1}',
+                                  "RETRAIN_RETRAIN_WINDOW_DAYS": "30"})  # fmt: skip
+    decisions = build_definitions(settings).resources["decisions"]
+    assert decisions.gates() == GateConfig(cooldown_days=1)
+    config = decisions.run_config()["ops"]
+    assert config == {"raw_data": {"config": {"window_days": 30}}, "evaluation_report": {"config": {"cooldown_days": 1.0}}}
+    assert GateSettings(**config["evaluation_report"]["config"]).cooldown_days == 1
+    with pytest.raises(ValidationError, match="cooldown_dayz"):  # a typo fails at start, naming the field
+        Settings.from_env({"RETRAIN_RETRAIN_GATES": '{"cooldown_dayz": 1}'})
+
+
+def test_drift_settings_reach_the_sensor_and_the_report_alike(tmp_path):
+    """RETRAIN_DRIFT_WINDOW_ROWS is the window of the drift sensor and of the drift_report runs it launches."""
+    defs = build_definitions(Settings.from_env({"RETRAIN_HOME": str(tmp_path), "RETRAIN_DRIFT_WINDOW_ROWS": "1234"}))
+    assert defs.resources["monitoring"].window_rows == 1234
+    from retrain_platform.monitoring.assets import DriftReportConfig
+
+    assert DriftReportConfig().window_rows == 0  # 0: the monitoring resource's window
+
+
+def test_every_domain_is_a_room_of_its_own():
+    """Domains import the shared parts and the domains before them, never the other way round;
+    the Dagster-free packages never import Dagster."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "retrain_platform"
+    order = ["training", "monitoring", "decisions", "alerts"]
+    allowed = {"training": set(), "decisions": {"training"}, "monitoring": {"training", "decisions"}, "alerts": set()}
+    for path in package.rglob("*.py"):
+        room = path.relative_to(package).parts[0]
+        tree = ast.parse(path.read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        if room in ("core", "datasets", "registry", "store", "names.py", "settings.py"):
+            assert not {m for m in imported if m.split(".")[0] == "dagster"}, f"{path} imports Dagster"
+        if room in order:
+            others = {m.split(".")[1] for m in imported if m.startswith("retrain_platform.") and m.split(".")[1] in order}
+            assert others - {room} <= allowed[room], f"{path} imports {others - {room} - allowed[room]}"

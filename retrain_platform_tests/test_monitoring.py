@@ -9,15 +9,15 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from retrain_platform import clock
-from retrain_platform.assets.monitoring import drift_report
+from retrain_platform.core import clock
+from retrain_platform.monitoring.assets import drift_report
 from retrain_platform.datasets import FLIGHTS
 from retrain_platform.definitions import build_definitions
 from retrain_platform.registry import ModelRegistry
 from retrain_platform.store import PredictionStore
-from retrain_platform.store.monitoring_log import MonitoringLog
+from retrain_platform.monitoring.log import MonitoringLog
 
-from .conftest import make_settings, run_job
+from .conftest import make_settings, pythonic_resources, run_job
 
 
 def serve(settings, flights: pd.DataFrame, labelled: bool = False) -> None:
@@ -56,8 +56,7 @@ def served_home(tmp_path_factory):
 
 def tick(defs, instance, cursor=None):
     sensor = defs.resolve_sensor_def("drift_sensor")
-    resources = {key: defs.resources[key] for key in ("dataset", "registry", "monitoring", "source")}
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources, definitions=defs)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=pythonic_resources(defs), definitions=defs)
     return sensor.evaluate_tick(context)
 
 

@@ -17,7 +17,7 @@ from retrain_platform.registry import ModelRegistry
 from retrain_platform.replay.report import decisions, monthly_table, served_monthly_auc, summary
 from retrain_platform.replay.runner import ReplayConfig, run_replay
 from retrain_platform.store import PredictionStore
-from retrain_platform.store.monitoring_log import MonitoringLog
+from retrain_platform.monitoring.log import MonitoringLog
 
 
 def free_port() -> int:

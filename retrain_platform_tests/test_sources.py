@@ -8,7 +8,7 @@ import pytest
 
 from retrain_platform.core.validation import check_schema
 from retrain_platform.datasets import FLIGHTS
-from retrain_platform.sources import history_rows, log_rows, training_rows
+from retrain_platform.datasets.sources import history_rows, log_rows, training_rows
 from retrain_platform.store import PredictionStore
 
 from .conftest import make_settings, run_job

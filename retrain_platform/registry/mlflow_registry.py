@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from retrain_platform import clock
+from retrain_platform.core import clock
 from retrain_platform.core.predictor import Predictor
 from retrain_platform.datasets import get_spec
 

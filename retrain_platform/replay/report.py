@@ -11,12 +11,12 @@ from sklearn.metrics import roc_auc_score
 
 from retrain_platform.core.training import TrainParams
 from retrain_platform.datasets import FLIGHTS
-from retrain_platform.decision_files import DecisionFolder
+from retrain_platform.decisions.folder import DecisionFolder
 from retrain_platform.registry import ModelRegistry
 from retrain_platform.settings import Settings
-from retrain_platform.sources import LOG_EPOCH
+from retrain_platform.datasets.sources import LOG_EPOCH
 from retrain_platform.store import PredictionStore
-from retrain_platform.store.monitoring_log import MonitoringLog
+from retrain_platform.monitoring.log import MonitoringLog
 
 from .baselines import monthly_auc, oracle_scores, static_scores
 

@@ -13,7 +13,7 @@ import dagster as dg
 import httpx
 import pandas as pd
 
-from retrain_platform import clock
+from retrain_platform.core import clock
 from retrain_platform.datasets import FLIGHTS
 from retrain_platform.definitions import build_definitions
 from retrain_platform.registry import ModelRegistry

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrain_platform.core.decisions import OUTCOME_FIELD, DecisionError, RetrainingDecision
-from retrain_platform.files import write_atomically
+from retrain_platform.core.files import write_atomically
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 

@@ -21,7 +21,7 @@ from retrain_platform.core.monitoring import (
     realised_performance,
 )
 from retrain_platform.datasets.spec import DatasetSpec
-from retrain_platform.files import write_atomically
+from retrain_platform.core.files import write_atomically
 from retrain_platform.registry import ModelRegistry
 from retrain_platform.store import PredictionStore
 

@@ -11,7 +11,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from retrain_platform.files import write_atomically
+from retrain_platform.core.files import write_atomically
 
 CLOCK_FILE_ENV = "RETRAIN_CLOCK_FILE"
 

@@ -5,24 +5,23 @@ from pathlib import Path
 
 import dagster as dg
 
-from retrain_platform import clock
+from retrain_platform.core import clock
 from retrain_platform.core.decisions import RetrainingDecision, apply_policy
 from retrain_platform.core.drift_report import evidently_drift_report
 from retrain_platform.core.monitoring import OK, DriftPolicy
-from retrain_platform.decision_files import DecisionFolder
-from retrain_platform.resources import (
-    DatasetResource,
-    DecisionsResource,
-    MonitoringResource,
-    RegistryResource,
-)
-from retrain_platform.retrain_history import recent_retrains
+from retrain_platform.decisions.folder import DecisionFolder
+from retrain_platform.decisions.resources import DecisionsResource
+from retrain_platform.decisions.runs import recent_retrains
+from retrain_platform.names import TRIGGER_TAG
+from retrain_platform.resources import DatasetResource, RegistryResource
+
+from .resources import MonitoringResource
 
 NO_DRIFT_CHECK = "no_drift"
 
 
 class DriftReportConfig(dg.Config):
-    window_rows: int = 5_000  # the newest predictions of the production model
+    window_rows: int = 0  # the newest predictions of the production model; 0: the monitoring resource's window
     min_rows: int = DriftPolicy.min_rows
     flag_share: float = DriftPolicy.flag_share
     warn_columns: int = DriftPolicy.warn_columns
@@ -59,9 +58,10 @@ def drift_report(
         raise dg.Failure("no production model yet: run the retrain job first")
     policy = DriftPolicy(flag_share=config.flag_share, warn_columns=config.warn_columns, min_rows=config.min_rows)
     with monitoring.monitor(spec, reg) as monitor:
-        check = monitor.check(version, config.window_rows, policy)
+        window_rows = config.window_rows or monitoring.window_rows
+        check = monitor.check(version, window_rows, policy)
         reference = monitor.reference(version) if check is not None else None
-        realised = monitor.realised(version, config.window_rows)
+        realised = monitor.realised(version, window_rows)
     if check is None:
         summary = f"version {version} has served fewer than {policy.min_rows} predictions: nothing to compare yet"
         report = {"version": version, "level": OK, "retrain": False, "summary": summary, "realised": realised}
@@ -124,7 +124,7 @@ def retraining_decision(
     elif auc is not None and auc < spec.auc_floor:
         trigger, retrain, reason = "performance", True, f"realised AUC {auc:.3f} < floor {spec.auc_floor}"
     else:
-        trigger, retrain = context.run.tags.get("retrain_platform/trigger", "drift"), False
+        trigger, retrain = context.run.tags.get(TRIGGER_TAG, "drift"), False
         reason = f"{drift_report['summary']}; realised AUC {auc:.3f}" if auc is not None else drift_report["summary"]
     wish = RetrainingDecision(
         decision_date=clock.now(), retrain=retrain, reason=reason, trigger=trigger, performance_score=auc,

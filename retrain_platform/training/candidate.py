@@ -8,9 +8,10 @@ from retrain_platform.core.training import TrainParams, train_candidate
 from retrain_platform.core.window import Window
 from retrain_platform.registry import PRODUCTION
 from retrain_platform.registry.tracking import record_candidate
-from retrain_platform.resources import DatasetResource, MlflowTracking, RegistryResource
+from retrain_platform.resources import DatasetResource, RegistryResource
 
 from .metadata import metrics_table
+from .resources import MlflowTracking
 
 
 class TrainConfig(dg.Config):

@@ -6,35 +6,23 @@ import dagster as dg
 import pandas as pd
 
 from retrain_platform.core.evaluation import evaluate_challenger
-from retrain_platform.core.gates import LABEL_COVERAGE_DAYS, GateConfig, gates_as_dicts, gates_markdown
+from retrain_platform.core.gates import GateConfig, gates_as_dicts, gates_markdown
 from retrain_platform.core.plots import markdown_image
 from retrain_platform.core.split import time_split
+from retrain_platform.names import EVALUATION_ASSET, GATES_CHECK
 from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
 
 from .metadata import metrics_table
 
-GATES_CHECK = "gates_passed"
-
-
-class GateSettings(dg.Config):
-    improvement_metric: str = GateConfig.improvement_metric  # "auc" or "f1"
-    min_improvement: float = GateConfig.min_improvement  # relative, on improvement_metric
-    max_brier_degradation: float = GateConfig.max_brier_degradation
-    max_auc_degradation: float = GateConfig.max_auc_degradation
-    min_holdout_rows: int = GateConfig.min_holdout_rows
-    min_label_coverage: float = GateConfig.min_label_coverage
-    cooldown_days: float = GateConfig.cooldown_days
-    label_coverage_days: float = LABEL_COVERAGE_DAYS  # label coverage is measured on predictions of these last days
-    max_latency_ms: float = GateConfig.max_latency_ms
-    auc_floor: float | None = None  # None: the dataset spec's floor
-    recall_floor: float | None = None
+class GateSettings(dg.Config, GateConfig):
+    """The gates of this run (launchpad: ops.evaluation_report.config); see GateConfig."""
 
 
 @dg.asset(
     group_name="evaluation",
     kinds={"mlflow"},
     check_specs=[
-        dg.AssetCheckSpec(GATES_CHECK, asset="evaluation_report", blocking=True,
+        dg.AssetCheckSpec(GATES_CHECK, asset=EVALUATION_ASSET, blocking=True,
                           description="Every promotion gate passed or does not apply."),
     ],  # fmt: skip
 )
@@ -56,7 +44,7 @@ def evaluation_report(
         challenger=reg.load_predictor(candidate_model["version"]),
         champion=reg.load_predictor(champion_version) if champion_version else None,
         holdout=holdout,
-        config=GateConfig(**config.model_dump(exclude={"label_coverage_days"})),
+        config=config,
         label_coverage=source.label_coverage(since=datetime.now(UTC) - timedelta(days=config.label_coverage_days)),
         days_since_promotion=reg.days_since_promotion(champion_version) if champion_version else None,
     )
@@ -80,8 +68,11 @@ def evaluation_report(
         "challenger_metrics": evaluation.challenger_metrics,
         "champion_metrics": evaluation.champion_metrics,
         "data_window": candidate_model["data_window"],
+        "mlflow_run_id": candidate_model["mlflow_run_id"],
+        "experiment_id": candidate_model["experiment_id"],
     }
-    context.log.info(f"challenger v{challenger_version} vs champion v{champion_version}: {verdict}")
+    champion = f"champion v{champion_version}" if champion_version else "no champion"
+    context.log.info(f"challenger v{challenger_version} vs {champion}: {verdict}")
     yield dg.Output(
         report,
         metadata={

@@ -7,17 +7,17 @@ A failed run is one of three kinds, said apart because they call for different p
 - `error`: anything else (an exception, a failure raised by an asset); the platform needs a look.
 """
 
-from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 import httpx
 
-GATES_CHECK = "gates_passed"  # the evaluation_report check that rejects a challenger
+from retrain_platform.names import GATES_CHECK, TAG_PREFIX
+
+from .resources import AlertsResource
+
 WEBHOOK_TIMEOUT_SECONDS = 5.0
 
 
@@ -82,7 +82,7 @@ def alert_for(context: dg.RunFailureSensorContext) -> dict:
         "failed_steps": [e.step_key for e in failures],
         "failed_checks": [f"{e.asset_key.to_user_string()}.{e.check_name}" for e in blocking],
         "message": message[:4000],
-        "tags": {k: v for k, v in run.tags.items() if k.startswith("retrain_platform/")},
+        "tags": {k: v for k, v in run.tags.items() if k.startswith(TAG_PREFIX)},
     }
 
 
@@ -96,18 +96,13 @@ def post_alert(url: str, alert: dict, log) -> bool:
         return False
 
 
-def build_failure_sensor(alerts_file: Path, webhook_url: str) -> dg.SensorDefinition:
-    @dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
-                           monitor_all_code_locations=False)  # fmt: skip
-    def run_failure_alert(context: dg.RunFailureSensorContext):
-        """Records every failed run as an alert in alerts.jsonl (and POSTs it to the webhook, if
-        one is set), saying apart a rejected candidate or a blocked batch from an error."""
-        alert = alert_for(context)
-        alerts_file.parent.mkdir(parents=True, exist_ok=True)
-        with alerts_file.open("a") as out:  # one write of one line: lines never interleave
-            out.write(json.dumps(alert) + "\n")
-        context.log.info(f"alert: {alert['summary']}")
-        if webhook_url:
-            post_alert(webhook_url, alert, context.log)
-
-    return run_failure_alert
+@dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
+                       monitor_all_code_locations=False)  # fmt: skip
+def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResource):
+    """Records every failed run as an alert in alerts.jsonl (and POSTs it to the webhook, if
+    one is set), saying apart a rejected candidate or a blocked batch from an error."""
+    alert = alert_for(context)
+    alerts.record(alert)
+    context.log.info(f"alert: {alert['summary']}")
+    if alerts.webhook_url:
+        post_alert(alerts.webhook_url, alert, context.log)

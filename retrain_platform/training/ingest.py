@@ -3,11 +3,11 @@
 import dagster as dg
 import pandas as pd
 
-from retrain_platform.checks.features import FEATURE_CHECK_SPECS, feature_check_results
 from retrain_platform.core.features import build_features
 from retrain_platform.core.window import select_window
 from retrain_platform.resources import DatasetResource, LabelledSource
 
+from .checks import FEATURE_CHECK_SPECS, feature_check_results
 from .metadata import column_schema
 
 

@@ -4,13 +4,10 @@ import json
 
 import dagster as dg
 
+from retrain_platform.names import PRODUCTION_ASSET, PROMOTION_POOL, PROMOTION_TAGS, ROLLBACK_JOB
 from retrain_platform.registry import PRODUCTION
 from retrain_platform.resources import DatasetResource, RegistryResource
 
-PRODUCTION_MODEL = dg.AssetKey("production_model")
-# Every alias move runs in this pool, limited to one slot by the instance config, so that a
-# Materialize click outside the retrain job cannot promote beside a running retrain either.
-PROMOTION_POOL = "promotion"
 
 
 @dg.asset(group_name="deployment", kinds={"mlflow"}, pool=PROMOTION_POOL)
@@ -36,6 +33,7 @@ def production_model(
             "model_uri": f"models:/{spec.model_name}@{PRODUCTION}",
             "data_window": evaluation_report["data_window"],
             "model_version": dg.MetadataValue.url(registry.version_url(spec.model_name, version)),
+            "mlflow_run": dg.MetadataValue.url(registry.run_url(evaluation_report["experiment_id"], evaluation_report["mlflow_run_id"])),
             "holdout_auc": evaluation_report["challenger_metrics"]["auc"],
         }
     )
@@ -54,14 +52,14 @@ def rollback_production(
     rolled_back, restored = registry.for_dataset(spec).rollback(config.to_version or None)
     context.log.info(f"production alias moved back from version {rolled_back} to {restored}")
     yield dg.AssetMaterialization(
-        PRODUCTION_MODEL,
+        dg.AssetKey(PRODUCTION_ASSET),
         description=f"rollback from version {rolled_back}",
         metadata={"version": restored, "rolled_back_version": rolled_back, "action": "rollback",
                   "model_version": dg.MetadataValue.url(registry.version_url(spec.model_name, restored))},
     )  # fmt: skip
 
 
-@dg.job(tags={"retrain_platform/promotion": "exclusive"})
+@dg.job(name=ROLLBACK_JOB, tags=PROMOTION_TAGS)
 def rollback_job():
     """Move the production alias back to the version it replaced."""
     rollback_production()

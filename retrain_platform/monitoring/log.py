@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import sqlalchemy as sa
 
-from .schema import UTCDateTime, create_store_engine, create_tables
+from retrain_platform.store.schema import UTCDateTime, create_store_engine, create_tables
 
 metadata = sa.MetaData()
 

@@ -5,37 +5,35 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from retrain_platform import clock
+from retrain_platform.core import clock
 from retrain_platform.core.decisions import RetrainingDecision, RetrainPolicy, apply_policy
-from retrain_platform.jobs import TRIGGER_TAG
-from retrain_platform.resources import (
-    DatasetResource,
-    LabelledSource,
-    MonitoringResource,
-    RegistryResource,
-)
-from retrain_platform.retrain_history import recent_retrains
+from retrain_platform.core.gates import GateConfig
+from retrain_platform.decisions.resources import DecisionsResource
+from retrain_platform.decisions.runs import recent_retrains
+from retrain_platform.names import REASON_TAG, TRIGGER_TAG
+from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
+
+from .jobs import MONITORING_ASSETS
+from .resources import MonitoringResource
 
 
-def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, targets: list, policy: RetrainPolicy,
-                       repeat_after_hours: float, min_label_coverage: float, label_coverage_days: float,
-                       min_new_label_share: float) -> dg.SensorDefinition:  # fmt: skip
+def build_drift_sensor(interval_seconds: int) -> dg.SensorDefinition:
     """Every check is recorded in the monitoring log; a report and a decision are asked for only
-    when they can lead somewhere. Not while `policy` would refuse a retrain (cooldown, weekly
-    limit), not while fewer than `min_label_coverage` of the last `label_coverage_days` days'
-    predictions have labels, not until the labels logged since the newest model was registered
-    (the production one, or a candidate the gates rejected since) reach `min_new_label_share` of
-    the rows it learned from (both when retrains learn from the log: a retrain with little new
-    evidence makes the same model again, and a rejected one would be rejected again), and, while
-    the same production version stays flagged, at most every `repeat_after_hours` (platform
-    clock): drift that persists is one finding, not an alarm per tick. The skip reason says which
-    of these held the sensor back."""
+    when they can lead somewhere. Not while the retrain policy would refuse a retrain (cooldown,
+    weekly limit), not while fewer than the gates' `min_label_coverage` of the last
+    `label_coverage_days` days' predictions have labels, not until the labels logged since the
+    newest model was registered (the production one, or a candidate the gates rejected since)
+    reach `min_new_label_share` of the rows it learned from (both when retrains learn from the
+    log: a retrain with little new evidence makes the same model again, and a rejected one would
+    be rejected again), and, while the same production version stays flagged, at most every
+    `repeat_after_hours` (platform clock): drift that persists is one finding, not an alarm per
+    tick. The skip reason says which of these held the sensor back."""
 
     @dg.sensor(
         name="drift_sensor",
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        asset_selection=targets,
+        asset_selection=MONITORING_ASSETS,
     )
     def drift_sensor(
         context: dg.SensorEvaluationContext,
@@ -43,6 +41,7 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
         registry: RegistryResource,
         monitoring: MonitoringResource,
         source: LabelledSource,
+        decisions: DecisionsResource,
     ):
         """Compares the newest served traffic with the production model's reference (fast engine);
         past the thresholds, or when realised performance falls below the floor, it requests the
@@ -56,10 +55,10 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
         with monitoring.monitor(spec, reg) as monitor:
             served = monitor.store.count_predictions()
             fresh = served - cursor.get("served", 0)
-            if fresh < min_new:
-                return dg.SkipReason(f"{fresh} new predictions since the last check; checking every {min_new}")
-            check = monitor.check(version, window_rows)
-            realised = monitor.realised(version, window_rows)
+            if fresh < monitoring.min_new_predictions:
+                return dg.SkipReason(f"{fresh} new predictions since the last check; checking every {monitoring.min_new_predictions}")
+            check = monitor.check(version, monitoring.window_rows)
+            realised = monitor.realised(version, monitoring.window_rows)
         reported = cursor.get("reported", {}) if cursor.get("version") == version else {}
         state = {"served": served, "version": version, "reported": reported}
         if check is None:
@@ -75,9 +74,9 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
             return dg.SensorResult(skip_reason=check.assessment.summary(), cursor=json.dumps(state))
         now = clock.now()
         held_back = (
-            _held_back(context.instance, policy, now, reported, repeat_after_hours)
-            or _labels_missing(source, min_label_coverage, label_coverage_days)
-            or _too_little_new_evidence(source, reg, min_new_label_share)
+            _held_back(context.instance, decisions.policy(), now, reported, monitoring.repeat_after_hours)
+            or _labels_missing(source, decisions.gates())
+            or _too_little_new_evidence(source, reg, monitoring.min_new_label_share)
         )
         if held_back:
             return dg.SensorResult(skip_reason=f"version {version}: {'; '.join(reasons)}; {held_back}", cursor=json.dumps(state))
@@ -87,7 +86,7 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
             run_requests=[
                 dg.RunRequest(
                     run_key=f"{trigger}:v{version}:{served}",
-                    tags={TRIGGER_TAG: trigger, "retrain_platform/reason": "; ".join(reasons)[:900]},
+                    tags={TRIGGER_TAG: trigger, REASON_TAG: "; ".join(reasons)[:900]},
                 )
             ],
             cursor=json.dumps(state),
@@ -96,9 +95,10 @@ def build_drift_sensor(interval_seconds: int, min_new: int, window_rows: int, ta
     return drift_sensor
 
 
-def _labels_missing(source: LabelledSource, minimum: float, days: float) -> str | None:
+def _labels_missing(source: LabelledSource, gates: GateConfig) -> str | None:
     """Why the labels cannot support a retrain yet, or None. Measured as the label_coverage gate
     measures it, so that no retrain is launched only to be rejected by that gate."""
+    minimum, days = gates.min_label_coverage, gates.label_coverage_days
     coverage = source.label_coverage(since=datetime.now(UTC) - timedelta(days=days))
     if coverage is None or coverage >= minimum:
         return None

@@ -12,7 +12,6 @@ instead of claiming a retrain. And the run key is the decision id, which Dagster
 twice for this sensor.
 """
 
-from __future__ import annotations
 
 import json
 from dataclasses import replace
@@ -21,22 +20,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from retrain_platform import clock
-from retrain_platform.core.decisions import (
-    RETRAINING,
-    DecisionError,
-    RetrainingDecision,
-    RetrainPolicy,
-    apply_policy,
-)
-from retrain_platform.decision_files import DecisionFolder
-from retrain_platform.jobs import (
-    DECISION_DATE_TAG,
-    DECISION_TAG,
-    TRIGGER_TAG,
-    retrain_job,
-)
-from retrain_platform.retrain_history import recent_retrains
+from retrain_platform.core import clock
+from retrain_platform.core.decisions import RETRAINING, DecisionError, RetrainingDecision, apply_policy
+from retrain_platform.resources import DatasetResource
+from retrain_platform.training.jobs import retrain_job
+
+from .resources import DecisionsResource
+from .runs import launched_for, recent_retrains, retrain_request
 
 SENSOR_NAME = "decision_file_sensor"
 MAX_FILES_PER_TICK = 100  # a tick stays short (sensor evaluations have a deadline); the rest waits a tick
@@ -45,35 +35,8 @@ TAKEN_IN_CURSOR = 500  # decision ids remembered in the cursor (the instance rem
 LAUNCHING_IN_CURSOR = 500  # approved decisions whose run the instance did not show yet
 
 
-def retrain_request(decision: RetrainingDecision, taken_at: datetime, run_config: dict) -> dg.RunRequest:
-    """The retrain run for an approved decision. `DECISION_DATE_TAG` is when it was taken (the
-    platform clock's time, simulated in a replay): the policy counts the run at that time, whatever
-    date the file claims, so an old or future date cannot dodge the weekly limit."""
-    return dg.RunRequest(
-        run_key=decision.decision_id,  # a decision launches at most one run, ever
-        run_config=run_config,
-        tags={
-            TRIGGER_TAG: decision.trigger,
-            DECISION_TAG: decision.decision_id,
-            DECISION_DATE_TAG: taken_at.isoformat(),
-            "retrain_platform/reason": decision.reason[:900],
-        },
-    )
-
-
-def _launched_before(instance: dg.DagsterInstance, decision_id: str) -> bool:
-    return bool(instance.get_run_records(filters=dg.RunsFilter(tags={DECISION_TAG: decision_id}), limit=1))
-
-
-def build_decision_sensor(
-    folder: Path,
-    interval_seconds: int,
-    policy: RetrainPolicy,
-    run_config: dict,
-    dataset: str | None = None,
-    settle_seconds: float = SETTLE_SECONDS,
-) -> dg.SensorDefinition:
-    """`dataset`: the platform's dataset; a decision naming another one is archived, not acted on."""
+def build_decision_sensor(interval_seconds: int, settle_seconds: float = SETTLE_SECONDS) -> dg.SensorDefinition:
+    """A decision naming another dataset than the platform's is archived, not acted on."""
 
     @dg.sensor(
         name=SENSOR_NAME,
@@ -81,12 +44,13 @@ def build_decision_sensor(
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def decision_file_sensor(context: dg.SensorEvaluationContext):
+    def decision_file_sensor(context: dg.SensorEvaluationContext, decisions: DecisionsResource, dataset: DatasetResource):
         """Reads each decision file in the inbox once: applies the cooldown and weekly limit,
         launches the retrain job when the decision stands, archives the file with the outcome,
         and moves an invalid file to rejected/ with its error."""
-        decisions = DecisionFolder(folder)
-        files = decisions.pending()
+        policy, run_config, dataset_name = decisions.policy(), decisions.run_config(), dataset.name
+        folder = decisions.inbox()
+        files = folder.pending()
         if not files:
             return dg.SkipReason("no decision files in the inbox")
         state = _cursor(context.cursor)
@@ -95,7 +59,7 @@ def build_decision_sensor(
         now = clock.now()
         recent = recent_retrains(context.instance)
         # Approved on an earlier tick: does the instance hold their runs yet? Asked once per tick.
-        launched = {decision_id: _launched_before(context.instance, decision_id) for decision_id in launching}
+        launched = {decision_id: launched_for(context.instance, decision_id) for decision_id in launching}
         # Approved but not launched (the daemon stopped in between): they count for the policy too.
         recent += [datetime.fromisoformat(waiting["outcome"]["taken_at"]) for decision_id, waiting in launching.items()
                    if not launched[decision_id]]  # fmt: skip
@@ -104,23 +68,23 @@ def build_decision_sensor(
 
         def take(path: Path) -> str:
             try:
-                wish = decisions.read(path)
+                wish = folder.read(path)
             except DecisionError as err:
-                if decisions.age_seconds(path) < settle_seconds:
+                if folder.age_seconds(path) < settle_seconds:
                     return f"{path.name}: not a valid decision yet ({err}); looking again next tick"
-                decisions.reject(path, err)
+                folder.reject(path, err)
                 return f"rejected {path.name}: {err}"
             waiting = launching.get(wish.decision_id)
             if waiting is not None:
                 return follow_up(path, RetrainingDecision.from_json(waiting["decision"]), waiting["outcome"])
             status = None
-            if wish.decision_id in taken or _launched_before(context.instance, wish.decision_id):
+            if wish.decision_id in taken or launched_for(context.instance, wish.decision_id):
                 status = "duplicate"
                 decision = replace(wish, retrain=False, reason=f"{wish.reason.removesuffix(RETRAINING)}; not retraining: "
                                    f"decision {wish.decision_id} was taken before (a copy of a file already acted on)")  # fmt: skip
-            elif wish.retrain and dataset and wish.dataset and wish.dataset != dataset:
+            elif wish.retrain and wish.dataset and wish.dataset != dataset_name:
                 decision = replace(wish, retrain=False, reason=f"{wish.reason}; not retraining: "
-                                   f"this platform retrains {dataset!r}, the decision is for {wish.dataset!r}")  # fmt: skip
+                                   f"this platform retrains {dataset_name!r}, the decision is for {wish.dataset!r}")  # fmt: skip
             else:
                 decision = apply_policy(wish, recent, now, policy)
             request = retrain_request(decision, now, run_config) if decision.retrain else None
@@ -137,7 +101,7 @@ def build_decision_sensor(
                 recent.append(now)  # the next file of this tick sees this retrain
                 launching[decision.decision_id] = {"decision": decision.to_json(), "outcome": outcome}
                 return f"{path.name}: {decision.reason}; run requested, the file is archived once it is launched"
-            archived = decisions.archive_as(path, decision, outcome)
+            archived = folder.archive_as(path, decision, outcome)
             taken.append(decision.decision_id)
             return f"{path.name} -> {archived.parent.name}/{archived.name}: {decision.reason}"
 
@@ -145,7 +109,7 @@ def build_decision_sensor(
             """An approved decision from an earlier tick: archived if its run exists, asked for
             again (same run key, so never twice) if the daemon stopped before launching it."""
             if launched[decision.decision_id]:
-                archived = decisions.archive_as(path, decision, outcome)
+                archived = folder.archive_as(path, decision, outcome)
                 del launching[decision.decision_id]
                 taken.append(decision.decision_id)
                 return f"{path.name} -> {archived.parent.name}/{archived.name}: its run was launched"

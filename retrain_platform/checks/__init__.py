@@ -1,1 +1,0 @@
-"""Asset checks: thin wrappers around retrain_platform.core.validation."""

@@ -1,0 +1,30 @@
+"""Monitoring: the drift report and retraining decision, the drift sensor, the daily run."""
+
+import dagster as dg
+
+from retrain_platform.settings import Settings
+
+from .jobs import MONITORING_ASSETS, monitor_job
+from .resources import MonitoringResource
+from .schedules import daily_monitoring
+from .sensors import build_drift_sensor
+
+
+def monitoring_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=MONITORING_ASSETS,
+        jobs=[monitor_job],
+        sensors=[build_drift_sensor(settings.drift_sensor_seconds)],
+        schedules=[daily_monitoring],
+        resources={
+            "monitoring": MonitoringResource(
+                store_url=settings.store_url,
+                cache_dir=str(settings.cache_dir),
+                reports_dir=str(settings.reports_dir),
+                window_rows=settings.drift_window_rows,
+                min_new_predictions=settings.drift_min_new_predictions,
+                repeat_after_hours=settings.drift_report_repeat_hours,
+                min_new_label_share=settings.retrain_min_new_label_share,
+            ),
+        },
+    )

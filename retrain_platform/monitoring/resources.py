@@ -1,0 +1,42 @@
+"""Monitoring's resource: the prediction log that serving writes, the drift time series, reports,
+and how often and on how much traffic the drift sensor looks."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+
+from retrain_platform.datasets import DatasetSpec
+from retrain_platform.registry import ModelRegistry
+from retrain_platform.store import PredictionStore
+
+from .log import MonitoringLog
+from .monitor import Monitor
+
+
+class MonitoringResource(dg.ConfigurableResource):
+    store_url: str
+    cache_dir: str
+    reports_dir: str
+    window_rows: int = 5_000  # newest predictions of the production model that a check compares
+    min_new_predictions: int = 500  # new predictions needed before the sensor's next check
+    repeat_after_hours: float = 24.0  # persistent drift of one model version is reported this often
+    # A drift or performance finding launches a retrain only once the labels logged since the
+    # newest model was registered reach this share of the rows it learned from (0: at once).
+    min_new_label_share: float = 0.25
+
+    @contextmanager
+    def monitor(self, spec: DatasetSpec, registry: ModelRegistry) -> Iterator[Monitor]:
+        store = PredictionStore(self.store_url)
+        try:
+            yield Monitor(spec, registry, store, Path(self.cache_dir))
+        finally:
+            store.close()
+
+    def record(self, row: dict) -> None:
+        log = MonitoringLog(self.store_url)
+        try:
+            log.record(row)
+        finally:
+            log.close()

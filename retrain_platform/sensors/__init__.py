@@ -1,1 +1,0 @@
-"""Sensors: cheap checks on a short interval that launch runs when something needs doing."""
