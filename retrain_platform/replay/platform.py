@@ -14,7 +14,7 @@ import dagster as dg
 import httpx
 from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 
-from retrain_platform.cli import prepare_home
+from retrain_platform.launcher import prepare_home
 
 ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
           dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]  # fmt: skip
