@@ -27,12 +27,13 @@ COPY serving ./serving
 RUN pip install --no-deps . && rm -rf build
 
 # The deployment instance (PostgreSQL storage, queued runs, run monitoring) for the webserver, the
-# daemon and the code server, and the workspace that points them at the code server.
+# daemon and the code server, and the workspace that points them at the code server: both from
+# deploy/ (the repository root's dagster.yaml and workspace.yaml are the embedded defaults).
 ENV DAGSTER_HOME=/opt/dagster/home \
     RETRAIN_HOME=/data
-COPY dagster.yaml workspace.yaml ./
+COPY deploy/dagster.yaml deploy/workspace.yaml ./deploy/
 RUN mkdir -p "$DAGSTER_HOME" /data /mlflow/artifacts \
- && cp dagster.yaml "$DAGSTER_HOME/dagster.yaml" \
+ && cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml" \
  && useradd --uid 10001 --create-home retrain \
  && chown -R retrain "$DAGSTER_HOME" /data /mlflow
 

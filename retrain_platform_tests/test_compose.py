@@ -113,8 +113,8 @@ def test_dagster_services_share_the_instance_and_find_the_code_server():
         assert {"DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_HOST", "DAGSTER_PG_DB"} <= set(environment), name
         assert environment["DAGSTER_PG_HOST"] == "postgres" and environment["DAGSTER_PG_DB"] in databases
     for name in ("webserver", "daemon"):
-        assert option(command(services[name]), "-w") == "/app/workspace.yaml"
-    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
+        assert option(command(services[name]), "-w") == "/app/deploy/workspace.yaml"
+    workspace = yaml.safe_load((REPO / "deploy" / "workspace.yaml").read_text())
     (location,) = workspace["load_from"]
     server = location["grpc_server"]
     code_server = command(services["code_server"])
@@ -122,13 +122,16 @@ def test_dagster_services_share_the_instance_and_find_the_code_server():
     assert str(server["port"]) == option(code_server, "-p")
     assert server["location_name"] == option(code_server, "--location-name")
     assert option(code_server, "-h") == "0.0.0.0"
-    # dagster.yaml goes into DAGSTER_HOME of the image, workspace.yaml where the commands look.
+    # deploy/dagster.yaml goes into DAGSTER_HOME of the image, deploy/workspace.yaml where the
+    # commands look; the root's files are the embedded defaults and stay out of the image.
     dockerfile = (REPO / "Dockerfile").read_text()
     assert re.search(r"ENV DAGSTER_HOME=(\S+)", dockerfile)
-    assert 'cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"' in dockerfile
-    assert re.search(r"WORKDIR /app\b", dockerfile) and "COPY dagster.yaml workspace.yaml ./" in dockerfile
-    instance = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    assert 'cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml"' in dockerfile
+    assert re.search(r"WORKDIR /app\b", dockerfile)
+    assert "COPY deploy/dagster.yaml deploy/workspace.yaml ./deploy/" in dockerfile
+    instance = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
     assert instance["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    assert "storage" not in yaml.safe_load((REPO / "dagster.yaml").read_text())  # the root: SQLite
 
 
 def test_mlflow_and_serving_point_at_postgres_and_at_each_other():

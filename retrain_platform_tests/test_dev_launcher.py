@@ -1,6 +1,9 @@
-"""The README's run command: `retrain-platform dev` brings up Dagster, MLflow and serving, and stops cleanly."""
+"""The README's run command and the first thing a Dagster user types, as real processes:
+`retrain-platform dev` brings up Dagster, MLflow and serving, and stops cleanly; `dagster dev` in the
+repository root runs the embedded instance."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -10,8 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 JOBS_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } jobs { name } } } } }"""
+QUEUE_QUERY = """{ instance { runQueuingSupported runQueueConfig { maxConcurrentRuns tagConcurrencyLimitsYaml } } }"""
+# What a forced stop prints: the launcher's own escalation and `dagster dev`'s for its children.
+FORCED = re.compile(r"SIGKILL|forced|did not terminate cleanly|killing the process", re.IGNORECASE)
 
 
 def free_port() -> int:
@@ -20,10 +29,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(url: str, process: subprocess.Popen, timeout: float = 90) -> httpx.Response:
+def wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"retrain-platform dev exited with {process.returncode}"
+        assert process.poll() is None, f"exited with {process.returncode}:\n{tail(log)}"
         try:
             return httpx.get(url, timeout=2)
         except httpx.HTTPError:
@@ -31,26 +40,101 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 90) -> httpx.
     pytest.fail(f"{url} did not answer within {timeout} s")
 
 
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-4000:]
+
+
+def processes() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, process group) of every live process (zombies left out)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, ppid, pgrp = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+            except (OSError, ValueError):
+                continue
+            if state != "Z":
+                found[int(entry.name)] = (int(ppid), int(pgrp))
+    return found
+
+
+def in_groups(groups: set[int]) -> set[int]:
+    return {pid for pid, (_, pgrp) in processes().items() if pgrp in groups}
+
+
+def graphql(url: str, query: str) -> dict:
+    answer = httpx.post(f"{url}/graphql", json={"query": query}, timeout=60).json()
+    assert "errors" not in answer, answer
+    return answer["data"]
+
+
+def kill_groups(groups: set[int]) -> None:
+    """Clean-up after a failed test only; the assertions are about what happened before."""
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_dev_serves_dagster_mlflow_and_serving_then_stops(tmp_path):
     urls = {name: f"http://127.0.0.1:{free_port()}" for name in ("dagster", "mlflow", "serving")}
     env = {**os.environ, "RETRAIN_HOME": str(tmp_path / "home"), "RETRAIN_DAGSTER_URL": urls["dagster"],
            "RETRAIN_MLFLOW_UI_URL": urls["mlflow"], "RETRAIN_SERVING_URL": urls["serving"]}  # fmt: skip
-    cli = Path(sys.executable).with_name("retrain-platform")
-    log = tmp_path / "dev.log"  # a file, not a pipe that nobody reads until the end and that could fill
+        log = tmp_path / "dev.log"  # a file, not a pipe that nobody reads until the end and that could fill
     with log.open("wb") as sink:
-        process = subprocess.Popen([str(cli), "dev"], env=env, start_new_session=True,
+        process = subprocess.Popen([str(BIN / "retrain-platform"), "dev"], env=env, start_new_session=True,
                                    stdout=sink, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        assert wait_for(f"{urls['dagster']}/server_info", process).status_code == 200
+        assert wait_for(f"{urls['dagster']}/server_info", process, log).status_code == 200
         jobs = httpx.post(f"{urls['dagster']}/graphql", json={"query": JOBS_QUERY}, timeout=30).json()
         names = {job["name"] for repo in jobs["data"]["repositoriesOrError"]["nodes"] for job in repo["jobs"]}
         assert {"retrain", "rollback_job"} <= names
         # Serving's Retrain button launches in this location: the name must match.
         assert {repo["location"]["name"] for repo in jobs["data"]["repositoriesOrError"]["nodes"]} == {"retrain_platform"}
-        assert wait_for(f"{urls['mlflow']}/health", process).status_code == 200
-        assert wait_for(f"{urls['serving']}/health", process).status_code in (200, 503)
+        assert wait_for(f"{urls['mlflow']}/health", process, log).status_code == 200
+        assert wait_for(f"{urls['serving']}/health", process, log).status_code in (200, 503)
         assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
     assert process.returncode == 0, log.read_text(errors="replace")[-3000:]
+
+
+def test_dagster_dev_in_the_repository_root_runs_the_embedded_instance(tmp_path):
+    """`dagster dev` typed in the repository root: the root's dagster.yaml (SQLite, the queued run
+    coordinator and the promotion limit) on a temporary instance folder, the code in location
+    `retrain_platform`; and it stops cleanly."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
+    env["RETRAIN_HOME"] = str(tmp_path / "home")
+    log = tmp_path / "dagster-dev.log"
+    before = set(REPO.glob(".tmp_dagster_home_*"))
+    with log.open("wb") as sink:
+        process = subprocess.Popen([str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=REPO,
+                                   start_new_session=True, stdout=sink, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for(f"{url}/server_info", process, log).status_code == 200
+        nodes = graphql(url, JOBS_QUERY)["repositoriesOrError"]["nodes"]
+        assert {repo["location"]["name"] for repo in nodes} == {"retrain_platform"}, nodes
+        assert "retrain" in {job["name"] for repo in nodes for job in repo["jobs"]}
+        instance = graphql(url, QUEUE_QUERY)["instance"]
+        assert instance["runQueuingSupported"], instance
+        assert instance["runQueueConfig"]["maxConcurrentRuns"] == 2
+        limits = yaml.safe_load(instance["runQueueConfig"]["tagConcurrencyLimitsYaml"])
+        assert {"key": "retrain_platform/promotion", "limit": 1} in limits
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0, tail(log)
+        deadline = time.monotonic() + 30  # its code server ends a moment after it
+        while in_groups({process.pid}) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not in_groups({process.pid}), "processes left behind"
+        output = log.read_text(errors="replace")
+        assert "DAGSTER_PG" not in output and "postgres" not in output.lower(), tail(log)
+        assert not FORCED.findall(output), tail(log)
+        assert set(REPO.glob(".tmp_dagster_home_*")) == before, "the temporary instance folder is left behind"
+    finally:
+        if process.poll() is None or in_groups({process.pid}):
+            kill_groups({process.pid})
+            process.wait(timeout=10)
