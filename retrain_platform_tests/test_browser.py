@@ -10,6 +10,9 @@ click Materialize, wait for the run to succeed, and open `production_model` and 
 serving's Retrain page: type the token, click Retrain, see the run's id, its status move on, and a
 link that opens the run in Dagster. Screenshots go to RETRAIN_SCREENSHOT_DIR when it is set
 (`docs/screenshots` for the README), to the test's temporary folder otherwise.
+
+Serving's API docs (/docs, /redoc) are opened on serving alone, with every request the page makes
+that leaves 127.0.0.1 refused: they must render with nothing from outside.
 """
 
 from __future__ import annotations
@@ -22,10 +25,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from retrain_platform.settings import Settings
+from serving.app import create_app
+
+from .serving_fixtures import UvicornThread
 from .test_dev_launcher import free_port
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -240,3 +248,35 @@ def test_materialize_in_the_dagster_ui_then_retrain_from_serving(browser, platfo
     (launched,) = [r for r in runs if r["runId"] == retrain_run]
     assert {"key": "retrain_platform/trigger", "value": "serving"} in launched["tags"]
     mark("the link opens the run in Dagster")
+
+
+def test_api_docs_render_with_nothing_from_outside(browser, tmp_path, shoot):
+    """Swagger UI and ReDoc render serving's API from its own server; any other host is refused."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=VIEWPORT)
+    requested, refused = [], []
+
+    def only_this_machine(route) -> None:
+        url = route.request.url
+        requested.append(url)
+        if urlsplit(url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            refused.append(url)
+            route.abort()
+
+    context.route("**/*", only_this_machine)  # the context's pages and their workers alike
+    page = context.new_page()
+    # Serving alone, with an empty registry: the docs need no model.
+    with UvicornThread(create_app(Settings(home=tmp_path / "home"))) as serving:
+        page.goto(f"{serving.url}/docs")
+        expect(page.get_by_text("/predict", exact=True)).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Score one row")).to_be_visible()
+        shoot(page, "serving-docs")
+        page.goto(f"{serving.url}/redoc")
+        expect(page.get_by_role("heading", name="Score one row")).to_be_visible(timeout=30_000)
+        shoot(page, "serving-redoc")
+    context.close()
+    assert refused == []
+    assert f"{serving.url}/openapi.json" in requested and f"{serving.url}/docs/assets/swagger-ui-bundle.js" in requested

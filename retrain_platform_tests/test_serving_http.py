@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -335,6 +336,29 @@ def test_model_info_and_health_describe_the_served_model(client, models):
     schema = client.get("/openapi.json").json()["components"]["schemas"]["FlightsFeatures"]
     assert schema["additionalProperties"] is False and "carrier" in schema["required"]
     assert schema["properties"]["dep_hour"]["maximum"] == 23
+
+
+# What a docs page loads: scripts, style sheets, icons, and the OpenAPI document it renders.
+PAGE_REFERENCES = re.compile(r"""(?:src|href|spec-url)="([^"]+)"|url: '([^']+)'""")
+
+
+@pytest.mark.parametrize(("page", "scripts"), [("/docs", ["swagger-ui-bundle.js"]), ("/redoc", ["redoc.standalone.js"])])
+def test_docs_pages_load_everything_from_this_server(client, page, scripts):
+    """Offline, /docs and /redoc are whole pages: nothing they refer to lives on another host."""
+    html = client.get(page)
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert not re.search(r"https?:|//", html.text), html.text  # no address of another host
+    # Nor may the scripts ask one (ReDoc loads its logo from its CDN): the browser is told so.
+    assert html.headers["Content-Security-Policy"].startswith("default-src 'self';")
+    references = [a or b for a, b in PAGE_REFERENCES.findall(html.text)]
+    assert "/openapi.json" in references and [r for r in references if r.endswith(".js")] == [
+        f"/docs/assets/{name}" for name in scripts
+    ], references
+    for reference in references:
+        answer = client.get(reference)
+        assert answer.status_code == 200, reference
+        # The real files, not an error page: Swagger UI's and ReDoc's bundles are over 1 MB.
+        assert len(answer.content) > (1_000_000 if reference.endswith(".js") else 4_000), reference
 
 
 def test_without_a_production_model_predictions_are_503(tmp_path, mlflow_server):

@@ -23,6 +23,7 @@ from .balancer import ConnectionBalancer
 from .bodies import BodySizeLimit, invalid_body_handler
 from .context import Serving
 from .model_holder import ModelHolder
+from .routers.docs import add_docs_routes
 from .routers.feedback import add_feedback_routes
 from .routers.operations import add_operations_routes
 from .routers.predictions import add_prediction_routes
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan(serving),
         # No OpenTelemetry export here; FastAPI's check for it costs on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: ours, added last, do not
+        redoc_url=None,
     )
     app.state.holder = serving.holder
     app.state.spec = spec
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # costs /predict about 90 more Python calls than its 300.
     for add_routes in (add_prediction_routes, add_feedback_routes, add_operations_routes, add_retrain_routes):
         add_routes(app.router, serving)
+    add_docs_routes(app.router, app.title, app.openapi_url)
     with_request_components(app, schemas)
     return app
 
