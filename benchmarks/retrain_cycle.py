@@ -27,7 +27,7 @@ def plain_cycle(home: Path, window_days: int) -> None:
     from retrain_platform.core.evaluation import evaluate_challenger
     from retrain_platform.core.features import build_features
     from retrain_platform.core.gates import GateConfig
-    from retrain_platform.core.split import reference_sample, time_split
+    from retrain_platform.core.split import reference_rows, time_split
     from retrain_platform.core.training import train_candidate
     from retrain_platform.core.validation import (
         check_row_count,
@@ -52,7 +52,7 @@ def plain_cycle(home: Path, window_days: int) -> None:
     experiment = ensure_experiment(settings.tracking_uri, f"retrain-{spec.name}", settings.artifact_root)
     with mlflow.start_run(experiment_id=experiment) as run:
         version = record_candidate(mlflow, registry, trained, window.label(), {}, split.holdout.head(3))
-    reference = reference_sample(split)
+    reference = reference_rows(split)
     registry.log_reference(run.info.run_id, reference.assign(prediction=registry.load_predictor(version).scores(reference)))
     evaluation = evaluate_challenger(registry.load_predictor(version), None, split.holdout, GateConfig())
     registry.tag_version(version, {"evaluation": "passed" if evaluation.passed else "rejected"})

@@ -29,6 +29,8 @@ class Settings(BaseModel):
     drift_min_new_predictions: int = 500  # new predictions needed before the next drift check
     drift_window_rows: int = 5_000  # newest predictions of the production model that a check compares
     drift_report_repeat_hours: float = 24.0  # persistent drift of one model version is reported this often
+    drift_false_alarm_rate: float = 0.05  # chance that a check of unchanged traffic flags any column
+    drift_min_importance: float = 0.10  # share of the model's importance drifted columns must carry to flag
     decision_sensor_seconds: int = 30  # how often the decisions inbox is read
     retrain_cooldown_hours: float = 24.0  # at least this long between two retrains
     max_retrains_per_week: int = 3  # at most this many retrains in any 7 days

@@ -20,8 +20,9 @@ from retrain_platform.monitoring.log import MonitoringLog
 from .conftest import make_settings, pythonic_resources, run_job
 
 
-def serve(settings, flights: pd.DataFrame, labelled: bool = False) -> None:
-    """Log flights as serving does: the production model's scores, features as JSON."""
+def serve(settings, flights: pd.DataFrame, labelled: bool = False, zone: str = "") -> None:
+    """Log flights as serving does: the production model's scores, features as JSON (event times
+    with `zone` appended, as a client may send them)."""
     registry = ModelRegistry(settings.tracking_uri, FLIGHTS.model_name)
     version = registry.production_version()
     predictor = registry.load_predictor(version)
@@ -30,7 +31,7 @@ def serve(settings, flights: pd.DataFrame, labelled: bool = False) -> None:
     rows = []
     for row, score in zip(flights.to_dict("records"), scores, strict=True):
         features = {name: (None if pd.isna(row[name]) else row[name]) for name in FLIGHTS.feature_names}
-        features |= {"flight_id": int(row["flight_id"]), "scheduled_departure": row["scheduled_departure"].isoformat()}
+        features |= {"flight_id": int(row["flight_id"]), "scheduled_departure": row["scheduled_departure"].isoformat() + zone}
         rows.append({"prediction_id": str(uuid.uuid4()), "created_at": datetime.now(UTC), "model_version": version,
                      "features": features, "score": float(score), "predicted_label": int(score >= predictor.threshold)})  # fmt: skip
     store.record_many(rows)
@@ -88,7 +89,10 @@ def test_sensor_stays_quiet_on_familiar_traffic_and_fires_on_drift(served_home):
     log = MonitoringLog(settings.store_url)
     history = log.history()
     log.close()
-    assert list(history["level"]) == ["ok", "alert"] and history["event_time"].iloc[-1].month == 7
+    assert history["level"].iloc[0] == "ok" and history["level"].iloc[-1] in ("flag", "alert")
+    assert history["event_time"].iloc[-1].month == 7
+    assert history["n_drifted"].iloc[0] == 0 and history["drifted_importance"].iloc[-1] >= 0.10
+    assert history["evidently_drifted"].iloc[-1] >= history["n_drifted"].iloc[-1]  # raw scores kept beside
 
 
 def test_persistent_drift_is_reported_once_a_day(served_home, tmp_path, monkeypatch):
@@ -172,3 +176,16 @@ def test_sensor_fires_on_realised_performance_below_floor(tmp_path):
         [request] = tick(defs, instance).run_requests
         assert request.tags["retrain_platform/trigger"] == "performance"
         assert "realised AUC" in request.tags["retrain_platform/reason"]
+
+
+def test_sensor_survives_event_times_with_a_zone(served_home):
+    """Clients may send "2013-12-01T08:00:00Z" (valid per the API); the sensor must not stop on it."""
+    settings, instance = served_home
+    serve(settings, flights_between("2013-12-01", "2013-12-10", 400, seed=9), zone="Z")
+    serve(settings, flights_between("2013-12-10", "2013-12-20", 400, seed=10), zone="+02:00")
+    result = tick(build_definitions(settings), instance)
+    assert result.run_requests or result.skip_message  # evaluated, not raised
+    log = MonitoringLog(settings.store_url)
+    newest = log.history()["event_time"].iloc[-1]
+    log.close()
+    assert (newest.month, newest.day) == (12, 19)  # "+02:00" converted to UTC, not dropped

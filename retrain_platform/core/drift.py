@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -183,6 +183,32 @@ def _profile(series: pd.Series, kind: str) -> ColumnProfile:
     return ColumnProfile(kind, values, counts, float(np.std(finite)) if kind == NUMERIC else math.nan)
 
 
+def _without(profile: ColumnProfile, series: pd.Series) -> ColumnProfile:
+    """The profile of the reference less some of its own rows: counts subtract, no second pass."""
+    values, counts, _ = _distinct(series, profile.kind)
+    if profile.kind == NUMERIC:
+        positions = np.searchsorted(profile.values, values)
+        positions = np.minimum(positions, max(profile.values.size - 1, 0))
+        inside = profile.values[positions] == values if values.size else np.array([], dtype=bool)
+    else:
+        index = {key: i for i, key in enumerate(profile.values)}
+        positions = np.array([index.get(key, -1) for key in values], dtype=np.int64)
+        inside = positions >= 0
+    if not np.all(inside):
+        raise ValueError(f"column {series.name!r}: the rows taken out are not part of the reference")
+    remaining = profile.counts.copy()
+    remaining[positions] -= counts
+    if np.any(remaining < 0):
+        raise ValueError(f"column {series.name!r}: the rows taken out are not part of the reference")
+    keep = remaining > 0
+    kept_values, kept_counts = profile.values[keep], remaining[keep]
+    std = math.nan
+    if profile.kind == NUMERIC and kept_counts.size:
+        mean = np.average(kept_values, weights=kept_counts)
+        std = float(np.sqrt(np.average((kept_values - mean) ** 2, weights=kept_counts)))
+    return ColumnProfile(profile.kind, kept_values, kept_counts, std)
+
+
 def _frequency_score(method: Method, keys: Sequence, ref: np.ndarray, cur: np.ndarray) -> float:
     """Chi-square, Z-test or Jensen-Shannon on counts aligned over the same keys."""
     n_ref, n_cur = int(ref.sum()), int(cur.sum())
@@ -282,6 +308,14 @@ class ReferenceProfile:
             ProxyMetrics.from_scores(scores, score_threshold),
             score_threshold,
         )
+
+    def without(self, rows: pd.DataFrame) -> ReferenceProfile:
+        """This profile less `rows`, which must be part of the reference it was built from."""
+        columns = {name: _without(profile, rows[name]) for name, profile in self.columns.items()}
+        prediction = self.prediction
+        if prediction is not None and self.prediction_column in rows:
+            prediction = _without(prediction, rows[self.prediction_column])
+        return replace(self, columns=columns, prediction=prediction)
 
     def compare(self, current: pd.DataFrame, drift_share: float = 0.5, skip_empty: bool = False) -> DriftResult:
         """Drift of every profiled column, plus prediction drift and proxies when scores are present.

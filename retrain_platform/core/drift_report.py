@@ -9,6 +9,8 @@ import pandas as pd
 
 from retrain_platform.datasets.spec import DatasetSpec
 
+REPORT_REFERENCE_ROWS = 20_000
+
 
 def run_evidently(reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str]):
     """Evidently's DataDriftPreset on explicitly typed columns; returns its snapshot."""
@@ -48,6 +50,8 @@ def column_verdicts(snapshot) -> dict[str, tuple[float, str, float, bool]]:
 
 def evidently_drift_report(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec, html_path: Path) -> dict:
     """Run Evidently on the spec's features, save the HTML, return the columns it found drifted."""
+    if len(reference) > REPORT_REFERENCE_ROWS:  # the page shows distributions: a sample draws them as well
+        reference = reference.sample(n=REPORT_REFERENCE_ROWS, random_state=0)
     snapshot = run_evidently(reference, current, spec.numeric_features, spec.categorical_features)
     html_path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(html_path))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .drift import DriftResult
+from .drift_calibration import CalibratedDrift
 from .metrics import classification_metrics
 
 OK, WARN, FLAG, ALERT = "ok", "warn", "flag", "alert"
@@ -14,10 +14,9 @@ OK, WARN, FLAG, ALERT = "ok", "warn", "flag", "alert"
 
 @dataclass(frozen=True)
 class DriftPolicy:
-    """Defaults from the original design's drift alert decision."""
-
-    flag_share: float = 0.20  # a drifted-column share above this flags the model for retraining
-    warn_columns: int = 5  # more drifted features than this warns
+    false_alarm_rate: float = 0.05  # chance that a window of unchanged traffic flags any column
+    min_importance: float = 0.10  # drifted columns must carry this share of the model's importance to flag
+    alert_importance: float = 0.50  # ... and this share for an alert: most of what the model uses moved
     min_rows: int = 200  # fewer recent predictions than this say nothing reliable
 
 
@@ -31,23 +30,34 @@ class DriftAssessment:
         return self.level in (FLAG, ALERT)
 
     def summary(self) -> str:
-        return f"{self.level}: " + ("; ".join(self.reasons) if self.reasons else "no drift")
+        return f"{self.level}: " + "; ".join(self.reasons or ["no drift"])
 
 
-def assess_drift(result: DriftResult, policy: DriftPolicy = DriftPolicy()) -> DriftAssessment:
-    drifted = result.drifted_columns
-    share = f"{result.n_drifted} of {len(result.columns)} columns drifted ({result.share_drifted:.0%})"
-    reasons = []
-    level = OK
-    if len(drifted) > policy.warn_columns:
-        level, reasons = WARN, [f"{share}: more than {policy.warn_columns}"]
-    if result.share_drifted > policy.flag_share:
-        level, reasons = FLAG, [f"{share} > {policy.flag_share:.0%}: {', '.join(drifted)}"]
-    if result.dataset_drift:
-        level, reasons = ALERT, [f"dataset drift: {share} >= {result.drift_share:.0%}: {', '.join(drifted)}"]
-    if result.prediction is not None and result.prediction.drifted:
-        reasons.append(f"prediction drift ({result.prediction.method} {result.prediction.score:.3g})")
+def assess_drift(drift: CalibratedDrift, policy: DriftPolicy = DriftPolicy()) -> DriftAssessment:
+    """Drift that matters: columns beyond the reference's own variation, weighed by the model's use."""
+    drifted = sorted((c for c in drift.columns if c.drifted), key=lambda c: -c.importance)
+    named = ", ".join(f"{c.column} ({c.importance:.0%})" for c in drifted)
+    weight = drift.drifted_importance
+    evidently = f"Evidently's fixed thresholds would flag {drift.raw.n_drifted} of {len(drift.raw.columns)}"
+    level, reasons = OK, []
+    if drifted:
+        found = (f"{len(drifted)} of {len(drift.columns)} columns beyond the reference's own variation, "
+                 f"carrying {weight:.0%} of the model's importance: {named}")  # fmt: skip
+        if weight >= policy.alert_importance:
+            level = ALERT
+        elif weight >= policy.min_importance:
+            level = FLAG
+        else:
+            level, found = WARN, found + f" (under {policy.min_importance:.0%}: little the model uses)"
+        reasons.append(found)
+    else:
+        reasons.append("no column beyond the reference's own variation")
+    if drift.prediction is not None and drift.prediction.drifted:
+        reasons.append(f"the model's scores moved (z {drift.prediction.z:.1f} > {drift.prediction.bound:.1f})")
         level = WARN if level == OK else level
+    if not drift.calibrated:
+        reasons.append("not calibrated (too little reference): Evidently's thresholds decide")
+    reasons.append(evidently)
     return DriftAssessment(level, reasons)
 
 

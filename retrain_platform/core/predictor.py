@@ -168,6 +168,11 @@ class Predictor:
             self._single = one_row_scorer(self.booster, len(self.encoder.names))
         return self._single.score(lambda buffer: self.encoder.row(row, buffer))
 
+    def importance(self) -> dict[str, float]:
+        """Total split gain per feature: how much the model leans on each column."""
+        gains = self.booster.feature_importance(importance_type="gain")  # up to the best iteration
+        return dict(zip(self.encoder.names, (float(g) for g in gains), strict=True))
+
 
 def one_row_latency_ms(predictor: Predictor, frame: pd.DataFrame, repeats: int = 200) -> float:
     """Median wall time of scoring one row on the request path, in milliseconds."""

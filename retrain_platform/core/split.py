@@ -30,7 +30,7 @@ def time_split(frame: pd.DataFrame, spec: DatasetSpec, validation: float = 0.15,
     return Split(ordered.iloc[:train_end], ordered.iloc[train_end:validation_end], ordered.iloc[validation_end:])
 
 
-def reference_sample(split: Split, rows: int = 20_000, seed: int = 0) -> pd.DataFrame:
-    """What the model learned from (train and validation), sampled: the drift baseline of its version."""
-    seen = pd.concat([split.train, split.validation])
-    return seen.sample(n=min(rows, len(seen)), random_state=seed).sort_index()
+def reference_rows(split: Split) -> pd.DataFrame:
+    """What the model learned from (train and validation), in arrival order: the drift baseline of
+    its version. Whole, not sampled: drift is calibrated on contiguous stretches of it."""
+    return pd.concat([split.train, split.validation])

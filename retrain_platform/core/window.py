@@ -43,3 +43,9 @@ def select_window(frame: pd.DataFrame, spec: DatasetSpec, days: int, end: str = 
     start = times.min().normalize() if days == 0 else stop - pd.Timedelta(days=days)
     selected = frame[(times >= start) & (times < stop)]
     return selected, Window(start, stop - pd.Timedelta(microseconds=1))
+
+
+def event_times(values) -> pd.Series:
+    """Event times as naive UTC, whatever clients sent: a time with a zone ("...Z", "+02:00") is
+    converted to UTC, one without is taken as UTC, one that does not parse is NaT."""
+    return pd.to_datetime(pd.Series(values), errors="coerce", utc=True, format="ISO8601").dt.tz_convert(None)

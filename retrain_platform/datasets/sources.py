@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from retrain_platform.core.window import event_times
 from retrain_platform.datasets.spec import DatasetSpec
 from retrain_platform.store import PredictionStore
 
@@ -37,7 +38,7 @@ def log_rows(store: PredictionStore, spec: DatasetSpec, since: datetime = LOG_EP
     rows[spec.id_column] = fallback_ids if ids is None else ids.fillna(fallback_ids).astype("int64")
     if spec.timestamp:
         created = rows["created_at"].dt.tz_convert(None)
-        sent = pd.to_datetime(rows[spec.timestamp], errors="coerce") if spec.timestamp in rows else None
+        sent = event_times(rows[spec.timestamp]) if spec.timestamp in rows else None
         rows[spec.timestamp] = created if sent is None else sent.fillna(created)
     # JSON loses dtypes: a feature that was null in every logged row comes back as objects. The
     # API validated every value already, so this is a plain conversion, not a clean-up.

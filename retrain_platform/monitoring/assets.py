@@ -22,13 +22,13 @@ NO_DRIFT_CHECK = "no_drift"
 
 class DriftReportConfig(dg.Config):
     window_rows: int = 0  # the newest predictions of the production model; 0: the monitoring resource's window
+    false_alarm_rate: float = 0.0  # 0: the monitoring resource's rate
+    min_importance: float = 0.0  # 0: the monitoring resource's share
     min_rows: int = DriftPolicy.min_rows
-    flag_share: float = DriftPolicy.flag_share
-    warn_columns: int = DriftPolicy.warn_columns
 
 
 def _proxies_table(check) -> str:
-    now, then = check.result.proxies, check.result.reference_proxies
+    now, then = check.drift.raw.proxies, check.drift.raw.reference_proxies
     if now is None or then is None:
         return "no scores in the window"
     lines = ["| proxy | reference | served |", "|---|---|---|"]
@@ -56,7 +56,7 @@ def drift_report(
     version = reg.production_version()
     if version is None:
         raise dg.Failure("no production model yet: run the retrain job first")
-    policy = DriftPolicy(flag_share=config.flag_share, warn_columns=config.warn_columns, min_rows=config.min_rows)
+    policy = monitoring.policy(config.false_alarm_rate, config.min_importance, config.min_rows)
     with monitoring.monitor(spec, reg) as monitor:
         window_rows = config.window_rows or monitoring.window_rows
         check = monitor.check(version, window_rows, policy)
@@ -72,16 +72,17 @@ def drift_report(
     html = Path(monitoring.reports_dir) / "drift" / f"{stamp}-{spec.model_name}-v{version}.html"
     evidently = evidently_drift_report(reference, check.window, spec, html)
     monitoring.record(check.record("drift_report", spec))
-    result, assessment = check.result, check.assessment
-    agree = sum((c.column in evidently["drifted_columns"]) == c.drifted for c in result.columns)
+    drift, assessment = check.drift, check.assessment
+    raw = drift.raw  # Evidently's method on the same rows: its verdicts should match the HTML's
+    agree = sum((c.column in evidently["drifted_columns"]) == c.drifted for c in raw.columns)
     report = {
         "version": version,
         "level": assessment.level,
         "retrain": assessment.retrain,
         "summary": assessment.summary(),
         "rows": len(check.window),
-        "share_drifted": result.share_drifted,
-        "drifted_columns": result.drifted_columns,
+        "drifted_importance": drift.drifted_importance,
+        "drifted_columns": drift.drifted_columns,
         "evidently_drifted_columns": evidently["drifted_columns"],
         "html": str(html),
         "realised": realised,
@@ -94,12 +95,14 @@ def drift_report(
             "summary": assessment.summary(),
             "model_version": version,
             "rows": len(check.window),
-            "share_drifted": result.share_drifted,
-            "columns": dg.MetadataValue.md(result.to_markdown()),
+            "drifted_importance": drift.drifted_importance,
+            "drifted_columns": len(drift.drifted_columns),
+            "evidently_drifted_columns": raw.n_drifted,
+            "columns": dg.MetadataValue.md(drift.to_markdown()),
             "proxies": dg.MetadataValue.md(_proxies_table(check)),
             "evidently_report": dg.MetadataValue.path(str(html)),
-            "evidently_agreement": f"{agree}/{len(result.columns)} column verdicts agree",
-            "skipped_columns": list(result.skipped),
+            "evidently_agreement": f"{agree}/{len(raw.columns)} column verdicts agree",
+            "skipped_columns": list(raw.skipped),
         },
     )
     yield dg.AssetCheckResult(
@@ -107,7 +110,7 @@ def drift_report(
         passed=assessment.level == OK,
         severity=dg.AssetCheckSeverity.WARN,
         description=assessment.summary(),
-        metadata={"drifted_columns": result.drifted_columns, "share_drifted": result.share_drifted},
+        metadata={"drifted_columns": drift.drifted_columns, "drifted_importance": drift.drifted_importance},
     )
 
 

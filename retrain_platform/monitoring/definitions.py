@@ -25,6 +25,8 @@ def monitoring_definitions(settings: Settings) -> dg.Definitions:
                 min_new_predictions=settings.drift_min_new_predictions,
                 repeat_after_hours=settings.drift_report_repeat_hours,
                 min_new_label_share=settings.retrain_min_new_label_share,
+                false_alarm_rate=settings.drift_false_alarm_rate,
+                min_importance=settings.drift_min_importance,
             ),
         },
     )

@@ -24,6 +24,8 @@ drift_checks = sa.Table(
     sa.Column("share_drifted", sa.Float, nullable=False),
     sa.Column("dataset_drift", sa.Boolean, nullable=False),
     sa.Column("drifted_columns", sa.JSON, nullable=False),
+    sa.Column("drifted_importance", sa.Float, nullable=True),  # share of the model's importance that drifted
+    sa.Column("evidently_drifted", sa.Integer, nullable=True),  # columns past Evidently's fixed thresholds
     sa.Column("prediction_drift", sa.Float, nullable=True),
     sa.Column("positive_rate", sa.Float, nullable=True),
     sa.Column("mean_score", sa.Float, nullable=True),
@@ -33,10 +35,21 @@ drift_checks = sa.Table(
 )
 
 
+def add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
+    """A log written by an older version lacks the newer, nullable columns: add them in place."""
+    present = {column["name"] for column in sa.inspect(engine).get_columns(table.name)}
+    missing = [column for column in table.columns if column.name not in present]
+    with engine.begin() as conn:
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
 class MonitoringLog:
     def __init__(self, url: str):
         self.engine = create_store_engine(url)
         create_tables(self.engine, metadata)
+        add_missing_columns(self.engine, drift_checks)
 
     def record(self, row: dict) -> None:
         row = {"checked_at": datetime.now(UTC), **row}

@@ -8,20 +8,17 @@ the window.
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from retrain_platform.core.drift import DriftResult, ReferenceProfile
-from retrain_platform.core.monitoring import (
-    DriftAssessment,
-    DriftPolicy,
-    assess_drift,
-    realised_performance,
-)
-from retrain_platform.datasets.spec import DatasetSpec
+from retrain_platform.core.drift import ReferenceProfile
+from retrain_platform.core.drift_calibration import CalibratedDrift, DriftCalibration
 from retrain_platform.core.files import write_atomically
+from retrain_platform.core.monitoring import DriftAssessment, DriftPolicy, assess_drift, realised_performance
+from retrain_platform.core.window import event_times
+from retrain_platform.datasets.spec import DatasetSpec
 from retrain_platform.registry import ModelRegistry
 from retrain_platform.store import PredictionStore
 
@@ -32,26 +29,28 @@ SCORE = "prediction"  # the reference's score column; the log calls it `score`
 class DriftCheck:
     version: str
     window: pd.DataFrame
-    result: DriftResult
+    drift: CalibratedDrift
     assessment: DriftAssessment
 
     def record(self, source: str, spec: DatasetSpec) -> dict:
         """One row for the monitoring log's time series."""
-        r, proxies = self.result, self.result.proxies
+        drift, proxies = self.drift, self.drift.raw.proxies
         newest_event = None
         if spec.timestamp and spec.timestamp in self.window:
-            newest = pd.to_datetime(self.window[spec.timestamp], errors="coerce").max()
+            newest = event_times(self.window[spec.timestamp]).max()
             newest_event = None if pd.isna(newest) else newest.tz_localize("UTC").to_pydatetime()
         return {
             "model_version": self.version,
             "source": source,
             "rows": len(self.window),
             "level": self.assessment.level,
-            "n_drifted": r.n_drifted,
-            "share_drifted": r.share_drifted,
-            "dataset_drift": r.dataset_drift,
-            "drifted_columns": r.drifted_columns,
-            "prediction_drift": None if r.prediction is None else r.prediction.score,
+            "n_drifted": len(drift.drifted_columns),
+            "share_drifted": len(drift.drifted_columns) / max(len(drift.columns), 1),
+            "dataset_drift": self.assessment.retrain,
+            "drifted_columns": drift.drifted_columns,
+            "drifted_importance": drift.drifted_importance,
+            "evidently_drifted": drift.raw.n_drifted,
+            "prediction_drift": None if drift.prediction is None else drift.prediction.raw.score,
             "positive_rate": proxies.positive_rate if proxies else None,
             "mean_score": proxies.mean_score if proxies else None,
             "std_score": proxies.std_score if proxies else None,
@@ -60,25 +59,54 @@ class DriftCheck:
         }
 
 
+@dataclass
+class VersionProfile:
+    """What drift checks of one model version need, built once from its reference and cached."""
+
+    profile: ReferenceProfile
+    importance: dict[str, float]
+    calibrations: dict[int, DriftCalibration] = field(default_factory=dict)  # by window size
+
+
+def calibration_size(rows: int, window_rows: int) -> int:
+    """The window size a check of `rows` rows is calibrated at: the check window, halved until it
+    fits. A smaller null window is noisier, so a short check is judged conservatively."""
+    size = window_rows
+    while size > rows and size > 1:
+        size //= 2
+    return size
+
+
 class Monitor:
     def __init__(self, spec: DatasetSpec, registry: ModelRegistry, store: PredictionStore, cache_dir: Path):
         self.spec, self.registry, self.store = spec, registry, store
         self.cache_dir = cache_dir
 
     def reference(self, version: str) -> pd.DataFrame:
-        return self.registry.load_reference(version)
+        """What the version learned from, in arrival order."""
+        reference = self.registry.load_reference(version)
+        if self.spec.timestamp:
+            reference = reference.sort_values(self.spec.timestamp, kind="stable")
+        return reference
 
-    def profile(self, version: str) -> ReferenceProfile:
-        path = self.cache_dir / f"{self.registry.model_name}-v{version}.profile.pkl"
-        if path.exists():
-            return pickle.loads(path.read_bytes())
-        spec = self.spec
-        profile = ReferenceProfile.build(
-            self.reference(version), spec.numeric_features, spec.categorical_features,
-            prediction_column=SCORE, score_threshold=self.registry.version_info(version).threshold,
-        )  # fmt: skip
-        write_atomically(path, pickle.dumps(profile))  # a concurrent sensor tick never reads half a profile
-        return profile
+    def calibration(self, version: str, rows: int, window_rows: int) -> tuple[ReferenceProfile, DriftCalibration]:
+        """The version's profile and its calibration for a check of `rows` rows: built once, then
+        read from the cache (a check costs one pass over its window)."""
+        path = self.cache_dir / f"{self.registry.model_name}-v{version}.drift.pkl"
+        cached: VersionProfile | None = pickle.loads(path.read_bytes()) if path.exists() else None
+        size = calibration_size(rows, window_rows)
+        if cached is not None and size in cached.calibrations:
+            return cached.profile, cached.calibrations[size]
+        reference = self.reference(version)
+        if cached is None:
+            profile = ReferenceProfile.build(
+                reference, self.spec.numeric_features, self.spec.categorical_features,
+                prediction_column=SCORE, score_threshold=self.registry.version_info(version).threshold,
+            )  # fmt: skip
+            cached = VersionProfile(profile, self.registry.load_predictor(version).importance())
+        cached.calibrations[size] = DriftCalibration.fit(reference, cached.profile, size, cached.importance)
+        write_atomically(path, pickle.dumps(cached))  # a concurrent sensor tick never reads half a profile
+        return cached.profile, cached.calibrations[size]
 
     def window(self, version: str, rows: int) -> pd.DataFrame:
         """The newest `rows` predictions served by `version`, scores under the reference's name."""
@@ -90,9 +118,11 @@ class Monitor:
         return realised_performance(labelled, min_labels).get(version)
 
     def check(self, version: str, rows: int, policy: DriftPolicy = DriftPolicy()) -> DriftCheck | None:
-        """None when the version has served fewer than `policy.min_rows` predictions."""
+        """The newest `rows` predictions against the reference; None when the version has served
+        fewer than `policy.min_rows`."""
         window = self.window(version, rows)
         if len(window) < policy.min_rows:
             return None
-        result = self.profile(version).compare(window, skip_empty=True)
-        return DriftCheck(version, window, result, assess_drift(result, policy))
+        profile, calibration = self.calibration(version, len(window), rows)
+        drift = calibration.judge(profile.compare(window, skip_empty=True), policy.false_alarm_rate)
+        return DriftCheck(version, window, drift, assess_drift(drift, policy))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from retrain_platform.core.monitoring import DriftPolicy
 from retrain_platform.datasets import DatasetSpec
 from retrain_platform.registry import ModelRegistry
 from retrain_platform.store import PredictionStore
@@ -25,6 +26,16 @@ class MonitoringResource(dg.ConfigurableResource):
     # A drift or performance finding launches a retrain only once the labels logged since the
     # newest model was registered reach this share of the rows it learned from (0: at once).
     min_new_label_share: float = 0.25
+    false_alarm_rate: float = 0.05  # chance that a check of unchanged traffic flags any column
+    min_importance: float = 0.10  # share of the model's importance drifted columns must carry to flag
+
+    def policy(self, false_alarm_rate: float = 0.0, min_importance: float = 0.0, min_rows: int = 0) -> DriftPolicy:
+        """The drift policy, with a run's overrides (0: this resource's value)."""
+        return DriftPolicy(
+            false_alarm_rate=false_alarm_rate or self.false_alarm_rate,
+            min_importance=min_importance or self.min_importance,
+            min_rows=min_rows or DriftPolicy.min_rows,
+        )
 
     @contextmanager
     def monitor(self, spec: DatasetSpec, registry: ModelRegistry) -> Iterator[Monitor]:

@@ -57,7 +57,7 @@ def build_drift_sensor(interval_seconds: int) -> dg.SensorDefinition:
             fresh = served - cursor.get("served", 0)
             if fresh < monitoring.min_new_predictions:
                 return dg.SkipReason(f"{fresh} new predictions since the last check; checking every {monitoring.min_new_predictions}")
-            check = monitor.check(version, monitoring.window_rows)
+            check = monitor.check(version, monitoring.window_rows, monitoring.policy())
             realised = monitor.realised(version, monitoring.window_rows)
         reported = cursor.get("reported", {}) if cursor.get("version") == version else {}
         state = {"served": served, "version": version, "reported": reported}

@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from retrain_platform.core.split import reference_sample, time_split
+from retrain_platform.core.split import reference_rows, time_split
 from retrain_platform.core.training import TrainParams, train_candidate
 from retrain_platform.core.window import Window
 from retrain_platform.registry import PRODUCTION
@@ -92,7 +92,7 @@ def reference_data(
     """What the candidate learned from, with its scores: the drift baseline of that model version."""
     spec = dataset.spec
     split = time_split(validated_features, spec, candidate_model["validation_fraction"], candidate_model["holdout_fraction"])
-    reference = reference_sample(split)
+    reference = reference_rows(split)
     reg = registry.for_dataset(spec)
     predictor = reg.load_predictor(candidate_model["version"])
     reference = reference.assign(prediction=predictor.scores(reference))

@@ -1,0 +1,108 @@
+"""Calibrated drift on real flights: stationary traffic stays quiet, shifts that matter are flagged.
+
+Reference: January and February in arrival order. Windows are contiguous stretches of traffic, as a
+monitor sees them; the shifted ones are built from a stationary window by moving one column.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrain_platform.core.drift import ReferenceProfile
+from retrain_platform.core.drift_calibration import DriftCalibration, NullSpread
+from retrain_platform.core.monitoring import FLAG, OK, WARN, DriftPolicy, assess_drift
+from retrain_platform.datasets.flights import FLIGHTS
+
+WINDOW = 2_000
+
+
+@pytest.fixture(scope="module")
+def flights() -> pd.DataFrame:
+    return FLIGHTS.load().sort_values(FLIGHTS.timestamp, kind="stable").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference(flights) -> pd.DataFrame:
+    """Every other day of January and February; the days between are traffic it was not built from."""
+    period = flights[flights[FLIGHTS.timestamp] < "2013-03-01"]
+    return period[period[FLIGHTS.timestamp].dt.dayofyear % 2 == 0]
+
+
+@pytest.fixture(scope="module")
+def calibrated(reference):
+    profile = ReferenceProfile.build(reference, FLIGHTS.numeric_features, FLIGHTS.categorical_features,
+                                     prediction_column=None)  # fmt: skip
+    importance = {name: 1.0 for name in FLIGHTS.feature_names} | {"distance": 3.0, "carrier": 3.0, "dep_hour": 0.0}
+    return profile, DriftCalibration.fit(reference, profile, WINDOW, importance)
+
+
+def unseen_windows(flights, count: int) -> list[pd.DataFrame]:
+    """Contiguous traffic of the reference's period from the days it was not built from."""
+    period = flights[flights[FLIGHTS.timestamp] < "2013-03-01"]
+    unseen = period[period[FLIGHTS.timestamp].dt.dayofyear % 2 == 1].reset_index(drop=True)
+    starts = np.linspace(0, len(unseen) - WINDOW, count).astype(int)
+    return [unseen.iloc[s : s + WINDOW] for s in starts]
+
+
+def test_stationary_traffic_stays_quiet_where_fixed_thresholds_fire(flights, calibrated):
+    profile, calibration = calibrated
+    windows = unseen_windows(flights, 12)
+    results = [profile.compare(w, skip_empty=True) for w in windows]
+    judged = [calibration.judge(r) for r in results]
+    assert sum(r.n_drifted > 0 for r in results) >= 10  # Evidently's thresholds: an alarm almost always
+    assert sum(bool(j.drifted_columns) for j in judged) <= 2  # calibrated: the rare false alarm
+
+
+def test_a_shift_that_matters_is_flagged_and_one_the_model_ignores_only_warns(flights, calibrated):
+    profile, calibration = calibrated
+    window = unseen_windows(flights, 3)[1]
+    moved = window.assign(distance=window["distance"] + 0.5 * flights["distance"].std())
+    check = calibration.judge(profile.compare(moved))
+    assert check.drifted_columns == ["distance"]
+    assert assess_drift(check, DriftPolicy(min_importance=0.10)).level == FLAG
+
+    ignored = window.assign(dep_hour=window["dep_hour"] + 0.5 * flights["dep_hour"].std())  # importance 0
+    quiet = calibration.judge(profile.compare(ignored))
+    assert quiet.drifted_columns == ["dep_hour"] and quiet.drifted_importance == 0
+    assert assess_drift(quiet).level == WARN and not assess_drift(quiet).retrain
+
+    assert assess_drift(calibration.judge(profile.compare(window))).level == OK
+
+
+def test_a_carriers_share_doubled_is_flagged(flights, calibrated):
+    profile, calibration = calibrated
+    window = unseen_windows(flights, 3)[2]
+    carrier = window["carrier"].value_counts().index[3]
+    extra = window[window["carrier"] == carrier]
+    doubled = pd.concat([window[window["carrier"] != carrier].iloc[len(extra):], extra, extra])
+    assert "carrier" in calibration.judge(profile.compare(doubled)).drifted_columns
+
+
+def test_a_column_without_enough_reference_keeps_evidentlys_verdict(reference):
+    short = reference.iloc[:WINDOW]  # one window's worth: no stretches to learn the spread from
+    profile = ReferenceProfile.build(short, ["distance"], [], prediction_column=None)
+    calibration = DriftCalibration.fit(short, profile, WINDOW)
+    check = calibration.judge(profile.compare(short.assign(distance=short["distance"] * 2)))
+    assert not check.calibrated and check.drifted_columns == ["distance"]
+    assert "not calibrated" in assess_drift(check).summary()
+
+
+def test_calibration_pickles_and_leaving_rows_out_matches_a_fresh_profile(reference, calibrated):
+    profile, calibration = calibrated
+    assert pickle.loads(pickle.dumps(calibration)) == calibration
+    rows = reference.iloc[1_000:3_000]
+    rest = pd.concat([reference.iloc[:1_000], reference.iloc[3_000:]])
+    fresh = ReferenceProfile.build(rest, FLIGHTS.numeric_features, FLIGHTS.categorical_features, prediction_column=None)
+    for name, column in profile.without(rows).columns.items():
+        np.testing.assert_array_equal(column.values, fresh.columns[name].values)
+        np.testing.assert_array_equal(column.counts, fresh.columns[name].counts)
+        assert column.std == pytest.approx(fresh.columns[name].std, rel=1e-9, nan_ok=True)
+
+
+def test_the_bound_widens_when_few_stretches_are_known():
+    few, many = NullSpread(0.0, 1.0, 6), NullSpread(0.0, 1.0, 100)
+    assert few.bound_z(0.05) > many.bound_z(0.05) > 1.6
