@@ -1,6 +1,6 @@
 """The README's run command and the first thing a Dagster user types, as real processes:
-`retrain-platform dev` brings up Dagster, MLflow and serving, and stops cleanly; `dagster dev` in the
-repository root runs the embedded instance."""
+`retrain-platform dev` brings up Dagster, MLflow and serving without a warning and stops them in
+order within seconds; `dagster dev` in the repository root runs the embedded instance."""
 
 import os
 import re
@@ -15,12 +15,19 @@ import httpx
 import pytest
 import yaml
 
+from retrain_platform.launcher import EMBEDDED_INSTANCE, prepare_home
+from retrain_platform.settings import Settings
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 JOBS_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } jobs { name } } } } }"""
 QUEUE_QUERY = """{ instance { runQueuingSupported runQueueConfig { maxConcurrentRuns tagConcurrencyLimitsYaml } } }"""
+# A few seconds on an idle machine; on a shared one the bound grows with the load that was there
+# before the stack started (every process's shutdown is CPU work: interpreters tearing down).
+STOP_BOUND_SECONDS = 10
 # What a forced stop prints: the launcher's own escalation and `dagster dev`'s for its children.
 FORCED = re.compile(r"SIGKILL|forced|did not terminate cleanly|killing the process", re.IGNORECASE)
+WARNING = re.compile(r"warning", re.IGNORECASE)
 
 
 def free_port() -> int:
@@ -58,8 +65,12 @@ def processes() -> dict[int, tuple[int, int]]:
     return found
 
 
-def in_groups(groups: set[int]) -> set[int]:
-    return {pid for pid, (_, pgrp) in processes().items() if pgrp in groups}
+def in_groups(groups: set[int], found: dict[int, tuple[int, int]] | None = None) -> set[int]:
+    return {pid for pid, (_, pgrp) in (processes() if found is None else found).items() if pgrp in groups}
+
+
+def stop_bound() -> float:
+    return STOP_BOUND_SECONDS * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
 
 
 def graphql(url: str, query: str) -> dict:
@@ -77,28 +88,81 @@ def kill_groups(groups: set[int]) -> None:
             pass
 
 
-def test_dev_serves_dagster_mlflow_and_serving_then_stops(tmp_path):
+def test_prepare_home_creates_every_folder_the_platform_reads(tmp_path):
+    settings = Settings(home=tmp_path / "home")
+    env = prepare_home(settings)
+    home = tmp_path / "home"
+    for folder in ("decisions/inbox", "decisions/archive", "decisions/rejected", "reports", "cache", "storage",
+                   "dagster", "mlflow/artifacts"):  # fmt: skip
+        assert (home / folder).is_dir(), folder
+    assert (settings.dagster_home / "dagster.yaml").read_text() == EMBEDDED_INSTANCE.read_text()
+    workspace = yaml.safe_load((settings.dagster_home / "workspace.yaml").read_text())
+    assert workspace["load_from"][0]["python_module"]["location_name"] == "retrain_platform"
+    assert (home / "mlflow" / "mlflow.db").stat().st_size > 0  # tables made before any service starts
+    assert env["DAGSTER_HOME"] == str(settings.dagster_home) and env["RETRAIN_HOME"] == str(home.resolve())
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_dev_serves_without_warnings_and_stops_in_order(tmp_path, stop_signal):
     urls = {name: f"http://127.0.0.1:{free_port()}" for name in ("dagster", "mlflow", "serving")}
     env = {**os.environ, "RETRAIN_HOME": str(tmp_path / "home"), "RETRAIN_DAGSTER_URL": urls["dagster"],
            "RETRAIN_MLFLOW_UI_URL": urls["mlflow"], "RETRAIN_SERVING_URL": urls["serving"]}  # fmt: skip
-        log = tmp_path / "dev.log"  # a file, not a pipe that nobody reads until the end and that could fill
+    log = tmp_path / "dev.log"  # a file, not a pipe that nobody reads until the end and that could fill
+    bound = stop_bound()
     with log.open("wb") as sink:
-        process = subprocess.Popen([str(BIN / "retrain-platform"), "dev"], env=env, start_new_session=True,
+        # From the repository root, where a dagster.yaml lies, as a user would start it.
+        process = subprocess.Popen([str(BIN / "retrain-platform"), "dev"], env=env, cwd=REPO, start_new_session=True,
                                    stdout=sink, stderr=subprocess.STDOUT)  # fmt: skip
+    groups = {process.pid}
     try:
         assert wait_for(f"{urls['dagster']}/server_info", process, log).status_code == 200
-        jobs = httpx.post(f"{urls['dagster']}/graphql", json={"query": JOBS_QUERY}, timeout=30).json()
-        names = {job["name"] for repo in jobs["data"]["repositoriesOrError"]["nodes"] for job in repo["jobs"]}
-        assert {"retrain", "rollback_job"} <= names
+        nodes = graphql(urls["dagster"], JOBS_QUERY)["repositoriesOrError"]["nodes"]
+        assert {"retrain", "rollback_job"} <= {job["name"] for repo in nodes for job in repo["jobs"]}
         # Serving's Retrain button launches in this location: the name must match.
-        assert {repo["location"]["name"] for repo in jobs["data"]["repositoriesOrError"]["nodes"]} == {"retrain_platform"}
+        assert {repo["location"]["name"] for repo in nodes} == {"retrain_platform"}
         assert wait_for(f"{urls['mlflow']}/health", process, log).status_code == 200
         assert wait_for(f"{urls['serving']}/health", process, log).status_code in (200, 503)
-        assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
+        home = tmp_path / "home"
+        for folder in ("decisions/inbox", "decisions/archive", "decisions/rejected", "reports", "cache", "storage"):
+            assert (home / folder).is_dir(), folder
+        # Each service leads a process group of its own; find them by the command each runs.
+        services = {}
+        for pid, (ppid, _) in processes().items():
+            if ppid == process.pid:
+                script = Path(os.fsdecode((Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")[1])).name
+                services[{"dagster": "dagster", "mlflow": "mlflow", "uvicorn": "serving"}.get(script, script)] = pid
+        assert set(services) == {"dagster", "mlflow", "serving"}, services
+        groups |= set(services.values())
+        members = {name: in_groups({pid}) for name, pid in services.items()}
+        assert len(members["dagster"]) >= 4, "dagster dev, its webserver, daemon and code server"
+
+        process.send_signal(stop_signal)
+        sent = time.monotonic()
+        watched = set().union(*members.values())
+        gone: dict[int, float] = {}  # pid -> seconds after the signal when it was no longer there
+        while process.poll() is None and time.monotonic() - sent < 60:
+            now, found = time.monotonic() - sent, processes()
+            gone.update({pid: now for pid in watched - set(found) - set(gone)})
+            time.sleep(0.1)
+        took = time.monotonic() - sent
+        output = log.read_text(errors="replace")
+        assert process.returncode == 0, tail(log)
+        assert not in_groups(groups), "processes left behind"
+        gone.update({pid: took for pid in watched - set(gone)})
+        first = {name: min(gone[pid] for pid in pids) for name, pids in members.items()}
+        last = {name: max(gone[pid] for pid in pids) for name, pids in members.items()}
+        assert took < bound, f"stopped in {took:.1f} s (bound {bound:.0f} s): {first=} {last=}\n{tail(log)}"
+        assert not FORCED.findall(output), tail(log)
+        # In order: serving is gone before Dagster begins to stop; MLflow begins once `dagster dev`
+        # has stopped its webserver and daemon and exited.
+        assert last["serving"] <= first["dagster"], (first, last)
+        assert gone[services["dagster"]] <= first["mlflow"], (first, last, gone[services["dagster"]])
+        warnings = [line for line in output.splitlines() if WARNING.search(line)]
+        assert not warnings, "\n".join(warnings)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    assert process.returncode == 0, log.read_text(errors="replace")[-3000:]
+        if process.poll() is None or in_groups(groups):
+            kill_groups(groups)
+            process.wait(timeout=10)
 
 
 def test_dagster_dev_in_the_repository_root_runs_the_embedded_instance(tmp_path):
