@@ -74,19 +74,21 @@ def prepare_home(settings: Settings) -> dict[str, str]:
     if settings.history_path and "://" not in settings.history_path:
         # Dagster runs in DAGSTER_HOME (see `service_env`): a relative path must keep its meaning.
         env["RETRAIN_HISTORY_PATH"] = str(Path(settings.history_path).expanduser().resolve())
-    create_mlflow_tables(settings.tracking_uri)
+    create_mlflow_tables(settings.tracking_uri, env)
     return env
 
 
-def create_mlflow_tables(tracking_uri: str) -> None:
+def create_mlflow_tables(tracking_uri: str, env: dict[str, str]) -> None:
     """Create the embedded MLflow store's tables before any service opens it: the MLflow server and
-    serving would both migrate a fresh SQLite file at start, and the loser crashes."""
+    serving would both migrate a fresh SQLite file at start, and the loser crashes. In a process of
+    its own, so that the launcher, alive as long as the stack, never holds MLflow in memory."""
     if tracking_uri.startswith("sqlite:"):
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        client.search_experiments(max_results=1)
-        client.search_registered_models(max_results=1)
+        script = (
+            "import sys\nfrom mlflow.tracking import MlflowClient\n"
+            "client = MlflowClient(tracking_uri=sys.argv[1], registry_uri=sys.argv[1])\n"
+            "client.search_experiments(max_results=1)\nclient.search_registered_models(max_results=1)\n"
+        )
+        subprocess.run([sys.executable, "-c", script, tracking_uri], env=env, check=True)
 
 
 def commands(settings: Settings) -> dict[str, list[str]]:
@@ -110,6 +112,10 @@ def service_env(name: str, env: dict[str, str], settings: Settings) -> tuple[dic
     quiet = QUIET_WARNINGS[name]
     if quiet:
         env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS", ""), *quiet]))
+    if name == "mlflow":
+        # Its job execution (GenAI scoring, trace archival: unused here) is a job runner and seven
+        # huey consumers of 170-240 MB each. The caller's own setting wins, so both can be measured.
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if name == "dagster":
         # `dagster dev` warns about any dagster.yaml in its working folder other than DAGSTER_HOME's
         # (the repository root has one); DAGSTER_HOME itself is the folder where that is true.
@@ -240,7 +246,12 @@ def dev(settings: Settings) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    env = prepare_home(settings)
+    try:
+        env = prepare_home(settings)
+    except subprocess.CalledProcessError:
+        if stopping:  # a Ctrl-C in the terminal also reached the table creation
+            return 0
+        raise
     if stopping:
         return 0
     stack = Stack(settings, env)

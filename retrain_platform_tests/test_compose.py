@@ -140,6 +140,8 @@ def test_mlflow_and_serving_point_at_postgres_and_at_each_other():
     backend = mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"]  # read by `mlflow server` itself
     # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not installed.
     assert backend.startswith("postgresql+psycopg2://") and backend.endswith("@postgres:5432/mlflow")
+    # Its job consumers would be about eight processes of ~240 MB that nothing here uses.
+    assert mlflow["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     args = command(mlflow)
     assert "--backend-store-uri" not in args  # the password stays out of the process list
     allowed = option(args, "--allowed-hosts").split(":-", 1)[-1].rstrip("}").split(",")

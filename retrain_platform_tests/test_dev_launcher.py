@@ -135,6 +135,10 @@ def test_dev_serves_without_warnings_and_stops_in_order(tmp_path, stop_signal):
         groups |= set(services.values())
         members = {name: in_groups({pid}) for name, pid in services.items()}
         assert len(members["dagster"]) >= 4, "dagster dev, its webserver, daemon and code server"
+        # MLflow's job consumers (huey) are off: its server and the uvicorn it runs, nothing else.
+        mlflow_commands = [(Path("/proc") / str(pid) / "cmdline").read_bytes() for pid in members["mlflow"]]
+        assert not [command for command in mlflow_commands if b"huey" in command or b"_job_runner" in command]
+        assert len(members["mlflow"]) == 2, mlflow_commands
 
         process.send_signal(stop_signal)
         sent = time.monotonic()
