@@ -15,6 +15,8 @@ REASON_TAG = TAG_PREFIX + "reason"
 DECISION_TAG = TAG_PREFIX + "decision_id"
 # When the decision behind a retrain was taken, on the platform clock (simulated in a replay).
 DECISION_DATE_TAG = TAG_PREFIX + "decision_date"
+# A person's decision with `force`: the promotion cooldown gate does not apply to its retrain.
+FORCE_TAG = TAG_PREFIX + "force"
 MODEL_TAG = TAG_PREFIX + "model"
 MODEL_VERSION_TAG = TAG_PREFIX + "model_version"
 # Runs with this tag are limited to one at a time by the instance config: never two promotions.

@@ -9,6 +9,7 @@ from datetime import datetime
 import dagster as dg
 import pandas as pd
 
+from retrain_platform.core.monitoring import realised_performance
 from retrain_platform.datasets import DatasetSpec, get_spec
 from retrain_platform.datasets.sources import training_rows
 from retrain_platform.registry import ModelRegistry
@@ -32,7 +33,8 @@ class LabelledSource(dg.ConfigurableResource):
 
     history_path: str = ""
     history_until: str = ""
-    store_url: str = ""
+    store_url: str = ""  # set: runs learn from the labelled prediction log too
+    prediction_log_url: str = ""  # the log serving writes, for the champion's realised performance
 
     def _store(self) -> PredictionStore | None:
         return PredictionStore(self.store_url) if self.store_url else None
@@ -55,6 +57,18 @@ class LabelledSource(dg.ConfigurableResource):
             return store.label_counts(since)
         finally:
             store.close()
+
+    def realised_auc(self, version: str, rows: int = 5_000, min_labels: int = 200) -> float | None:
+        """AUC of `version` on its newest labelled predictions; None without a log or enough labels."""
+        if not self.prediction_log_url:
+            return None
+        store = PredictionStore(self.prediction_log_url)
+        try:
+            labelled = store.latest_predictions(rows, model_version=version, labelled=True)
+        finally:
+            store.close()
+        realised = realised_performance(labelled, min_labels).get(str(version))
+        return realised["auc"] if realised else None
 
     def label_coverage(self, since: datetime) -> float | None:
         """Share of logged predictions since `since` that have a label; None without a log."""
@@ -87,6 +101,7 @@ def shared_definitions(settings: Settings) -> dg.Definitions:
                 history_path=settings.history_path,
                 history_until=settings.history_until,
                 store_url=settings.store_url if settings.train_on_prediction_log else "",
+                prediction_log_url=settings.store_url,
             ),
             "registry": RegistryResource(
                 tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root, ui_url=settings.mlflow_ui_url

@@ -262,3 +262,32 @@ def test_gates_table_reads_as_people_write_numbers():
     assert "| auc_degradation | -0.00002346 |" in gates_markdown(evaluate_gates(close, GateConfig(), 0.62, 0.35))
     no_champion = gates_markdown(evaluate_gates(_evidence(), GateConfig(), 0.62, 0.35))
     assert "| auc_improvement | n/a | >= 0.5% | **n/a** |" in no_champion and "| label_coverage | n/a |" in no_champion
+
+
+CHAMPION = {"auc": 0.70, "f1": 0.50, "recall": 0.60, "brier": 0.17}
+
+
+def test_a_champion_under_the_floor_never_blocks_a_challenger_that_beats_it():
+    broken = {"auc": 0.383, "f1": 0.30, "recall": 0.20, "brier": 0.30}
+    weak = {"auc": 0.539, "f1": 0.35, "recall": 0.40, "brier": 0.24}
+    gates = evaluate_gates(_evidence(challenger=weak, champion=broken, days_since_promotion=1.0), GateConfig(), 0.62, 0.35)
+    assert all_passed(gates)
+    assert _gate(gates, "auc_floor").detail.startswith("rescue: the champion's AUC 0.3830 is under the floor 0.62")
+    assert _gate(gates, "cooldown").verdict == Verdict.NOT_APPLICABLE  # a broken champion has no cooldown
+    worse = {**weak, "auc": 0.30}  # under the floor and not better than the broken champion: no rescue
+    assert "auc_floor" in failed(evaluate_gates(_evidence(challenger=worse, champion=broken), GateConfig(), 0.62, 0.35))
+
+
+def test_an_emergency_or_a_forced_decision_skips_only_the_cooldown():
+    better = {"auc": 0.75, "f1": 0.55, "recall": 0.62, "brier": 0.16}
+    recent = dict(challenger=better, champion=CHAMPION, days_since_promotion=1.0)
+    assert failed(evaluate_gates(_evidence(**recent), GateConfig(), 0.62, 0.35)) == ["cooldown"]
+    emergency = evaluate_gates(_evidence(**recent, champion_realised_auc=0.55), GateConfig(), 0.62, 0.35)
+    assert all_passed(emergency) and "emergency: the champion's realised AUC 0.5500" in _gate(emergency, "cooldown").detail
+    healthy = evaluate_gates(_evidence(**recent, champion_realised_auc=0.70), GateConfig(), 0.62, 0.35)
+    assert failed(healthy) == ["cooldown"]
+    forced = evaluate_gates(_evidence(**recent, forced=True), GateConfig(), 0.62, 0.35)
+    assert all_passed(forced) and _gate(forced, "cooldown").detail == "a person's decision with force"
+    worse = {**CHAMPION, "auc": 0.65}
+    assert "auc_improvement" in failed(evaluate_gates(_evidence(**(recent | {"challenger": worse}), forced=True),
+                                                      GateConfig(), 0.62, 0.35))  # force skips the cooldown alone

@@ -184,3 +184,12 @@ def test_archive_and_reject_never_overwrite(tmp_path):
         "bad.2.json", "bad.2.json.error.txt", "bad.json", "bad.json.error.txt"]  # fmt: skip
     assert "not UTF-8" in (folder.rejected / "bad.json.error.txt").read_text()
     assert "missing field 'decision_date'" in (folder.rejected / "bad.2.json.error.txt").read_text()
+
+
+def test_the_retrain_of_a_forced_decision_says_so_and_others_do_not():
+    from retrain_platform.decisions.runs import retrain_request
+    from retrain_platform.names import FORCE_TAG
+
+    forced = retrain_request(wish(force=True, trigger="manual"), NOW, {})
+    assert forced.tags[FORCE_TAG] == "true"  # the evaluation skips the promotion cooldown for it
+    assert FORCE_TAG not in retrain_request(wish(), NOW, {}).tags

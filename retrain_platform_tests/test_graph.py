@@ -71,6 +71,7 @@ def test_promote_reject_and_roll_back(settings, defs, instance):
     assert not materialized(worse, "production_model")
     assert reg.production_version() == "2"  # a rejected candidate leaves production alone
     assert reg.version_info("3").tags["evaluation"] == "rejected"
+    assert reg.alias_version(CHALLENGER) is None  # serving stops shadow-scoring a rejected candidate
     promoted, rejected = reg.version_info("2").tags, reg.version_info("3").tags
     assert float(promoted["holdout_auc"]) >= float(promoted["champion_holdout_auc"])  # the AUC gate held
     assert rejected["champion_at_evaluation"] == "2" and float(rejected["champion_holdout_auc"]) > 0.5

@@ -29,7 +29,10 @@ class Evaluation:
 
     @property
     def verdict(self) -> str:
-        return "promote" if self.passed else f"reject: {', '.join(self.failed_gates)} failed"
+        if not self.passed:
+            return f"reject: {', '.join(self.failed_gates)} failed"
+        rescues = {g.detail for g in self.gates if g.detail.startswith("rescue:")}
+        return f"promote ({next(iter(rescues))})" if rescues else "promote"
 
 
 def evaluate_challenger(
@@ -39,6 +42,8 @@ def evaluate_challenger(
     config: GateConfig,
     label_coverage: float | None = None,
     days_since_promotion: float | None = None,
+    champion_realised_auc: float | None = None,
+    forced: bool = False,
 ) -> Evaluation:
     spec = challenger.spec
     labels = holdout[spec.target]
@@ -56,6 +61,8 @@ def evaluate_challenger(
         days_since_promotion=days_since_promotion if champion is not None else None,
         deterministic=is_deterministic(challenger, holdout),
         latency_ms=one_row_latency_ms(challenger, holdout),
+        champion_realised_auc=champion_realised_auc if champion is not None else None,
+        forced=forced,
     )
     gates = evaluate_gates(evidence, config, spec.auc_floor, spec.recall_floor)
     return Evaluation(gates, challenger_metrics, champion_metrics, roc_png(labels, curves))

@@ -79,6 +79,30 @@ class Evidence:
     days_since_promotion: float | None  # None: no champion
     deterministic: bool
     latency_ms: float
+    champion_realised_auc: float | None = None  # on its labelled predictions; None: too few labels
+    forced: bool = False  # a person's decision with `force`
+
+
+def rescue(evidence: Evidence, auc_floor: float, recall_floor: float) -> str | None:
+    """Why the floors give way, or None: a champion that is itself under a floor on this holdout
+    must never block a challenger that beats it there."""
+    c, p = evidence.challenger, evidence.champion
+    if p is None or c["auc"] <= p["auc"]:
+        return None
+    if p["auc"] < auc_floor:
+        return (f"rescue: the champion's AUC {number(p['auc'])} is under the floor {setting(auc_floor)}; "
+                f"the challenger's {number(c['auc'])} beats it")
+    if p["recall"] < recall_floor:
+        return f"rescue: the champion's recall {number(p['recall'])} is under the floor {setting(recall_floor)}"
+    return None
+
+
+def _floor(name: str, value: float, floor: float, champion: float | None, rescued: str | None, what: str) -> GateResult:
+    if value >= floor:
+        return _result(name, True, value, f">= {setting(floor)}", what)
+    if rescued and champion is not None and value > champion:
+        return _result(name, True, value, f">= {setting(floor)}", rescued)
+    return _result(name, False, value, f">= {setting(floor)}", what)
 
 
 def _result(name: str, passed: bool, value, threshold: str, detail: str) -> GateResult:
@@ -121,13 +145,13 @@ def evaluate_gates(evidence: Evidence, config: GateConfig, auc_floor: float, rec
     c, p = evidence.challenger, evidence.champion
     auc_floor = config.auc_floor if config.auc_floor is not None else auc_floor
     recall_floor = config.recall_floor if config.recall_floor is not None else recall_floor
+    rescued = rescue(evidence, auc_floor, recall_floor)
     gates = [
         _result("holdout_rows", evidence.holdout_rows >= config.min_holdout_rows, evidence.holdout_rows,
                 f">= {count(config.min_holdout_rows)}", "labelled rows the decision rests on"),
-        _result("auc_floor", c["auc"] >= auc_floor, c["auc"], f">= {setting(auc_floor)}",
-                "challenger AUC on the holdout"),
-        _result("recall_floor", c["recall"] >= recall_floor, c["recall"], f">= {setting(recall_floor)}",
-                "challenger recall at its decision threshold"),
+        _floor("auc_floor", c["auc"], auc_floor, p and p["auc"], rescued, "challenger AUC on the holdout"),
+        _floor("recall_floor", c["recall"], recall_floor, p and p["recall"], rescued,
+               "challenger recall at its decision threshold"),
         _result("deterministic", evidence.deterministic, float(evidence.deterministic), "== 1",
                 "the same rows score the same, in bulk and one by one"),
         _result("one_row_latency", evidence.latency_ms <= config.max_latency_ms, evidence.latency_ms,
@@ -163,9 +187,17 @@ def evaluate_gates(evidence: Evidence, config: GateConfig, auc_floor: float, rec
                          f"<= {setting(config.max_auc_degradation)}",
                          f"challenger AUC {c['auc']:.4f} vs champion {p['auc']:.4f}"))
     days = evidence.days_since_promotion
-    if days is None:
-        gates.append(_not_applicable("cooldown", f">= {setting(config.cooldown_days)} days",
-                                     "champion has no promotion time"))
+    realised = evidence.champion_realised_auc
+    cooldown = f">= {setting(config.cooldown_days)} days"
+    if evidence.forced:
+        gates.append(_not_applicable("cooldown", cooldown, "a person's decision with force"))
+    elif rescued:
+        gates.append(_not_applicable("cooldown", cooldown, rescued))
+    elif realised is not None and realised < auc_floor:
+        gates.append(_not_applicable("cooldown", cooldown, f"emergency: the champion's realised AUC "
+                                     f"{number(realised)} on served traffic is under the floor {setting(auc_floor)}"))  # fmt: skip
+    elif days is None:
+        gates.append(_not_applicable("cooldown", cooldown, "champion has no promotion time"))
     else:
         gates.append(_result("cooldown", days >= config.cooldown_days, days,
                              f">= {setting(config.cooldown_days)} days", "days since the champion was promoted"))

@@ -41,7 +41,7 @@ def assess_drift(drift: CalibratedDrift, policy: DriftPolicy = DriftPolicy()) ->
     evidently = f"Evidently's fixed thresholds would flag {drift.raw.n_drifted} of {len(drift.raw.columns)}"
     level, reasons = OK, []
     if drifted:
-        found = (f"{len(drifted)} of {len(drift.columns)} columns beyond the reference's own variation, "
+        found = (f"{len(drifted)} of {len(drift.columns)} columns drifted beyond the reference's own variation, "
                  f"carrying {weight:.0%} of the model's importance: {named}")  # fmt: skip
         if weight >= policy.alert_importance:
             level = ALERT

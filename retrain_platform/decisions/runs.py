@@ -9,7 +9,7 @@ from datetime import datetime
 import dagster as dg
 
 from retrain_platform.core.decisions import RetrainingDecision
-from retrain_platform.names import DECISION_DATE_TAG, DECISION_TAG, REASON_TAG, RETRAIN_JOB, TRIGGER_TAG
+from retrain_platform.names import DECISION_DATE_TAG, DECISION_TAG, FORCE_TAG, REASON_TAG, RETRAIN_JOB, TRIGGER_TAG
 
 
 def retrain_request(decision: RetrainingDecision, taken_at: datetime, run_config: dict) -> dg.RunRequest:
@@ -24,6 +24,7 @@ def retrain_request(decision: RetrainingDecision, taken_at: datetime, run_config
             DECISION_TAG: decision.decision_id,
             DECISION_DATE_TAG: taken_at.isoformat(),
             REASON_TAG: decision.reason[:900],
+            **({FORCE_TAG: "true"} if decision.force else {}),
         },
     )
 

@@ -151,6 +151,14 @@ class ModelRegistry:
         self.client.set_registered_model_alias(self.model_name, CHALLENGER, version)
         return version
 
+    def clear_challenger(self, version: str) -> bool:
+        """Take the `challenger` alias off a rejected version (serving stops shadow-scoring it);
+        False when the alias has moved on to another version meanwhile."""
+        if self.alias_version(CHALLENGER) != str(version):
+            return False
+        self.client.delete_registered_model_alias(self.model_name, CHALLENGER)
+        return True
+
     def tag_version(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.model_name, str(version), key, str(value))

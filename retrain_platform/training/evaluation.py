@@ -9,7 +9,7 @@ from retrain_platform.core.evaluation import evaluate_challenger
 from retrain_platform.core.gates import GateConfig, gates_as_dicts, gates_markdown
 from retrain_platform.core.plots import markdown_image
 from retrain_platform.core.split import time_split
-from retrain_platform.names import EVALUATION_ASSET, GATES_CHECK
+from retrain_platform.names import EVALUATION_ASSET, FORCE_TAG, GATES_CHECK
 from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
 
 from .metadata import metrics_table
@@ -47,6 +47,8 @@ def evaluation_report(
         config=config,
         label_coverage=source.label_coverage(since=datetime.now(UTC) - timedelta(days=config.label_coverage_days)),
         days_since_promotion=reg.days_since_promotion(champion_version) if champion_version else None,
+        champion_realised_auc=source.realised_auc(champion_version) if champion_version else None,
+        forced=context.run.tags.get(FORCE_TAG) == "true",
     )
     gates, verdict = evaluation.gates, evaluation.verdict
     reg.tag_version(candidate_model["version"], {
@@ -57,6 +59,8 @@ def evaluation_report(
         "holdout_auc": f"{evaluation.challenger_metrics['auc']:.6f}",
         "champion_holdout_auc": f"{evaluation.champion_metrics['auc']:.6f}" if evaluation.champion_metrics else "",
     })  # fmt: skip
+    if not evaluation.passed:  # serving stops shadow-scoring a candidate that will never be promoted
+        reg.clear_challenger(candidate_model["version"])
     reg.log_file(candidate_model["mlflow_run_id"], evaluation.roc_png, "evaluation/roc.png")
     challenger_version = candidate_model["version"]
     report = {
