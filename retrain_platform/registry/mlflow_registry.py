@@ -30,6 +30,7 @@ CHALLENGER = "challenger"
 HISTORY_TAG = "production_history"
 HISTORY_LENGTH = 20
 REFERENCE_ARTIFACT = "reference/reference_data.parquet"
+HOLDOUT_SCORES_ARTIFACT = "reference/holdout_scores.parquet"
 
 
 class PromotionConflict(RuntimeError):
@@ -175,8 +176,23 @@ class ModelRegistry:
         return self.log_file(run_id, frame.to_parquet(index=False), REFERENCE_ARTIFACT)
 
     def load_reference(self, version: str) -> pd.DataFrame:
+        return self._load_frame(version, REFERENCE_ARTIFACT)
+
+    def log_holdout_scores(self, run_id: str, frame: pd.DataFrame) -> str:
+        """The version's scores and labels on its holdout: rows it never trained on, which calibrate
+        its scores for performance estimation."""
+        return self.log_file(run_id, frame.to_parquet(index=False), HOLDOUT_SCORES_ARTIFACT)
+
+    def load_holdout_scores(self, version: str) -> pd.DataFrame | None:
+        """None for a version registered before holdout scores were kept."""
+        try:
+            return self._load_frame(version, HOLDOUT_SCORES_ARTIFACT)
+        except (MlflowException, OSError):
+            return None
+
+    def _load_frame(self, version: str, artifact: str) -> pd.DataFrame:
         info = self.version_info(version)
-        local = mlflow.artifacts.download_artifacts(run_id=info.run_id, artifact_path=REFERENCE_ARTIFACT,
+        local = mlflow.artifacts.download_artifacts(run_id=info.run_id, artifact_path=artifact,
                                                     tracking_uri=self.tracking_uri)
         return pd.read_parquet(local)
 

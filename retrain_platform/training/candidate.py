@@ -89,7 +89,8 @@ def candidate_model(
 def reference_data(
     candidate_model: dict, validated_features: pd.DataFrame, dataset: DatasetResource, registry: RegistryResource
 ) -> dg.Output[pd.DataFrame]:
-    """What the candidate learned from, with its scores: the drift baseline of that model version."""
+    """What the candidate learned from, with its scores: the drift baseline of that model version
+    (its holdout scores, kept beside, calibrate performance estimates)."""
     spec = dataset.spec
     split = time_split(validated_features, spec, candidate_model["validation_fraction"], candidate_model["holdout_fraction"])
     reference = reference_rows(split)
@@ -97,6 +98,9 @@ def reference_data(
     predictor = reg.load_predictor(candidate_model["version"])
     reference = reference.assign(prediction=predictor.scores(reference))
     uri = reg.log_reference(candidate_model["mlflow_run_id"], reference)
+    holdout = split.holdout
+    reg.log_holdout_scores(candidate_model["mlflow_run_id"],
+                           pd.DataFrame({"score": predictor.scores(holdout), "label": holdout[spec.target].to_numpy()}))  # fmt: skip
     return dg.Output(
         reference,
         metadata={
