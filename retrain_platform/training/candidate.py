@@ -89,8 +89,7 @@ def candidate_model(
 def reference_data(
     candidate_model: dict, validated_features: pd.DataFrame, dataset: DatasetResource, registry: RegistryResource
 ) -> dg.Output[pd.DataFrame]:
-    """What the candidate learned from, with its scores: the drift baseline of that model version
-    (its holdout scores, kept beside, calibrate performance estimates)."""
+    """What the candidate learned from, with its scores (the drift baseline of that version), and its holdout scores."""
     spec = dataset.spec
     split = time_split(validated_features, spec, candidate_model["validation_fraction"], candidate_model["holdout_fraction"])
     reference = reference_rows(split)
