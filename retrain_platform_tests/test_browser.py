@@ -7,9 +7,10 @@ skips and says why, except in CI (`RETRAIN_REQUIRE_BROWSER=1`, set by .ci/run), 
 `retrain-platform dev` runs on free ports in a fresh home. In the Dagster UI: Skip the community
 dialog, open the retrain job, open its launchpad from the Materialize menu, set a short data window,
 click Materialize, wait for the run to succeed, and open `production_model` and its lineage. Then
-serving's Retrain page: type the token, click Retrain, see the run's id, its status move on, and a
-link that opens the run in Dagster. Screenshots go to RETRAIN_SCREENSHOT_DIR when it is set
-(`docs/screenshots` for the README), to the test's temporary folder otherwise.
+serving's Retrain page: type the token, click Retrain, see the run's id, its status move on, a
+link that opens the run in Dagster, and once the run is terminated in Dagster, how it ended.
+Screenshots go to RETRAIN_SCREENSHOT_DIR when it is set (`docs/screenshots` for the README), to the
+test's temporary folder otherwise.
 
 Serving's API docs (/docs, /redoc) are opened on serving alone, with every request the page makes
 that leaves 127.0.0.1 refused: they must render with nothing from outside.
@@ -30,6 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from retrain_platform.names import TRIGGER_TAG
 from retrain_platform.settings import Settings
 from serving.app import create_app
 
@@ -50,6 +52,13 @@ SHORT_WINDOW = """ops:
     config:
       max_rounds: 20
 """
+# The Dagster UI's "Force termination immediately": the plain terminate answers TerminateRunFailure
+# for a run that `retrain-platform dev` launched.
+TERMINATE = """mutation Terminate($runId: String!) {
+  terminateRun(runId: $runId, terminatePolicy: MARK_AS_CANCELED_IMMEDIATELY) {
+    __typename ... on TerminateRunFailure { message } ... on PythonError { message }
+  }
+}"""
 RUNS = "{ runsOrError { ... on Runs { results { runId status jobName tags { key value } } } } }"
 LOCATION = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -246,8 +255,20 @@ def test_materialize_in_the_dagster_ui_then_retrain_from_serving(browser, platfo
     expect(dagster_tab.get_by_text(retrain_run[:8]).first).to_be_visible(timeout=30_000)
     runs = httpx.post(f"{dagster}/graphql", json={"query": RUNS}, timeout=30).json()["data"]["runsOrError"]["results"]
     (launched,) = [r for r in runs if r["runId"] == retrain_run]
-    assert {"key": "retrain_platform/trigger", "value": "serving"} in launched["tags"]
+    assert {"key": TRIGGER_TAG, "value": "serving"} in launched["tags"]
     mark("the link opens the run in Dagster")
+
+    # The page follows the run to its end and says what it did. A whole year's retrain takes
+    # minutes here, so the run is canceled in Dagster (what rejected, promoted and failed runs
+    # say is checked over HTTP, on real runs).
+    terminated = httpx.post(f"{dagster}/graphql", json={"query": TERMINATE, "variables": {"runId": retrain_run}},
+                            timeout=30).json()["data"]["terminateRun"]  # fmt: skip
+    assert terminated["__typename"] == "TerminateRunSuccess", terminated
+    outcome = page.locator("#outcome")
+    expect(outcome).to_have_text("Canceled before a model was promoted.", timeout=120_000)
+    expect(outcome).to_have_class("canceled")
+    expect(status).to_have_text(re.compile(rf"Run {retrain_run}: CANCELED\."))
+    mark("the page says how the run ended")
 
 
 def test_api_docs_render_with_nothing_from_outside(browser, tmp_path, shoot):

@@ -1,8 +1,9 @@
 """Serving over real HTTP: uvicorn on a free port, MLflow's tracking server over a temporary store
 holding two real models, a real SQLite file (and PostgreSQL) for the prediction log.
 
-Dagster is the one stand-in: a small GraphQL endpoint that checks every query against Dagster's
-real GraphQL schema and answers like Dagster does, so /retrain is tested without running training.
+Launching is tested against a stand-in for Dagster: a small GraphQL endpoint that checks every
+query against Dagster's real GraphQL schema and answers like Dagster does, without running training.
+What a finished run did is read from Dagster's real webserver over real runs of the retrain job.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from retrain_platform_tests.serving_fixtures import (
     postgres_store_url,
     register_flight_models,
 )
+from retrain_platform.names import MODEL_TAG, TRIGGER_TAG
 from serving.app import create_app
 from serving.ids import prediction_id, prediction_ids
 from serving.model_holder import ModelHolder
@@ -95,7 +97,7 @@ class FakeDagster:
             if selector != wanted:
                 return {"launchRun": {"__typename": "PipelineNotFoundError", "message": f"Could not find Pipeline {selector}"}}
             run_id = str(uuid.uuid4())
-            self.runs[run_id] = "SUCCESS"
+            self.runs[run_id] = "STARTED"
             return {"launchRun": {"__typename": "LaunchRunSuccess", "run": {"runId": run_id, "status": "QUEUED"}}}
         run_id = variables["runId"]
         if run_id not in self.runs:
@@ -634,16 +636,83 @@ def test_retrain_launches_the_dagster_job_and_reports_its_status(client, dagster
     assert run["status"] == "QUEUED" and run["dagster_run_url"] == f"{dagster.url}/runs/{run['run_id']}"
     launch_call = next(c for c in dagster.calls if "launchRun" in c["query"])
     assert launch_call["errors"] == [] and launch_call["path"] == "/graphql"
-    assert {"key": "retrain_platform/trigger", "value": "serving"} in launch_call["variables"]["executionParams"][
-        "executionMetadata"]["tags"]  # fmt: skip
+    tags = launch_call["variables"]["executionParams"]["executionMetadata"]["tags"]
+    assert {"key": TRIGGER_TAG, "value": "serving"} in tags and {"key": MODEL_TAG, "value": "retrain-flights"} in tags
 
     status = client.get(f"/retrain/status/{run['run_id']}", headers=AUTH)
-    assert status.status_code == 200 and status.json()["status"] == "SUCCESS"
+    assert status.status_code == 200
+    assert status.json() == {**run, "status": "STARTED", "outcome": "running", "detail": "In progress.",
+                             "failed_gates": [], "promoted_version": None, "failed_step": None}  # fmt: skip
     assert all(call["errors"] == [] for call in dagster.calls)  # every query is valid for Dagster's schema
     assert client.get("/retrain/status/no-such-run", headers=AUTH).status_code == 404
 
+
+def test_retrain_page_offers_the_button_only_with_an_admin_token_on_the_server(client, monkeypatch):
     page = client.get("/retrain")
-    assert page.status_code == 200 and "<button" in page.text and "Retrain" in page.text
+    assert page.status_code == 200 and '<button id="retrain">' in page.text and 'type="password"' in page.text
+    assert 'id="no-token"' not in page.text
+    monkeypatch.setenv("RETRAIN_ADMIN_TOKEN", "")  # empty is unset
+    page = client.get("/retrain")
+    assert page.status_code == 200 and 'id="no-token"' in page.text
+    assert "set <code>RETRAIN_ADMIN_TOKEN</code> in serving's environment" in page.text
+    assert "<button" not in page.text and 'type="password"' not in page.text
+
+
+GATES_FOR_ANY_MODEL = {"auc_floor": 0.5, "recall_floor": 0.0, "cooldown_days": 0.0}
+ONE_MONTH = {"window_days": 30, "window_end": "2013-02-28"}
+
+
+@pytest.fixture(scope="module")
+def dagster_runs(tmp_path_factory):
+    """Dagster's webserver (its ASGI app under uvicorn, as `dagster-webserver` runs it) over an
+    instance that holds three finished runs of the retrain job, run here in-process: rejected by
+    the gates (an AUC floor no model reaches), failed at its first step, and promoted."""
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import EmptyWorkspaceTarget
+    from dagster_webserver.app import create_app_from_workspace_process_context
+
+    from retrain_platform.definitions import build_definitions
+
+    from .conftest import make_settings, run_job
+
+    folder = tmp_path_factory.mktemp("dagster")
+    defs = build_definitions(make_settings(folder))
+    quick = {"max_rounds": 5}
+    with dg.instance_for_test() as instance:
+        runs = {
+            "rejected": run_job(defs, instance, raw_data=ONE_MONTH, candidate_model=quick,
+                                evaluation_report={"auc_floor": 0.99, "recall_floor": 0.0}),
+            "failed": run_job(defs, instance, raw_data={**ONE_MONTH, "window_end": "the 31st of Smarch"}),
+            "promoted": run_job(defs, instance, raw_data=ONE_MONTH, candidate_model=quick,
+                                evaluation_report=GATES_FOR_ANY_MODEL),
+        }  # fmt: skip
+        assert [result.success for result in runs.values()] == [False, False, True]
+        with (
+            WorkspaceProcessContext(instance, EmptyWorkspaceTarget()) as workspace,
+            UvicornThread(create_app_from_workspace_process_context(workspace)) as webserver,
+        ):
+            yield webserver.url, {outcome: result.run_id for outcome, result in runs.items()}
+
+
+def test_retrain_status_says_what_a_finished_run_did(tmp_path, mlflow_server, dagster_runs):
+    url, runs = dagster_runs
+    with (
+        UvicornThread(create_app(settings_for(tmp_path, mlflow_server, dagster_url=url))) as running,
+        httpx.Client(base_url=running.url, headers=AUTH, timeout=30) as http,
+    ):
+        rejected, failed, promoted = (http.get(f"/retrain/status/{runs[name]}").json()
+                                      for name in ("rejected", "failed", "promoted"))  # fmt: skip
+    assert rejected == {
+        "run_id": runs["rejected"], "status": "FAILURE", "dagster_run_url": f"{url}/runs/{runs['rejected']}",
+        "outcome": "rejected", "failed_gates": ["auc_floor"], "promoted_version": None, "failed_step": None,
+        "detail": "Rejected by the gates: auc_floor. Production is unchanged.",
+    }  # fmt: skip
+    assert (failed["status"], failed["outcome"], failed["failed_step"]) == ("FAILURE", "failed", "raw_data")
+    assert failed["detail"].startswith("Failed at step raw_data: ") and "Smarch" in failed["detail"]
+    assert (promoted["status"], promoted["outcome"], promoted["failed_gates"]) == ("SUCCESS", "promoted", [])
+    # The first version of this registry was rejected, the one after it promoted.
+    assert promoted["promoted_version"] == "2" and promoted["detail"] == "Promoted: version 2 is now in production."
 
 
 def test_retrain_reports_dagster_errors(tmp_path, mlflow_server, dagster):

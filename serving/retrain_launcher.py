@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import httpx
 
+from .run_outcome import RunOutcome, finished, running
+
 LAUNCH_RUN = """
 mutation LaunchRetrain($executionParams: ExecutionParams!) {
   launchRun(executionParams: $executionParams) {
@@ -23,6 +25,38 @@ query RetrainRunStatus($runId: ID!) {
   runOrError(runId: $runId) {
     __typename
     ... on Run { runId status }
+    ... on Error { message }
+  }
+}
+"""
+
+# What a finished run did (see run_outcome.py): the gates check, the promotion, the failures.
+RUN_EVENTS = """
+query RetrainRunEvents($runId: ID!, $cursor: String) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run {
+      eventConnection(afterCursor: $cursor, limit: 1000) {
+        cursor
+        hasMore
+        events {
+          __typename
+          ... on MaterializationEvent {
+            assetKey { path }
+            metadataEntries { label ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue } }
+          }
+          ... on AssetCheckEvaluationEvent {
+            evaluation {
+              checkName success description
+              assetKey { path }
+              metadataEntries { label ... on JsonMetadataEntry { jsonString } }
+            }
+          }
+          ... on ExecutionStepFailureEvent { stepKey message error { message causes { message } } }
+          ... on RunFailureEvent { message }
+        }
+      }
+    }
     ... on Error { message }
   }
 }
@@ -75,8 +109,21 @@ class DagsterClient:
         details = result.get("message") or "; ".join(e["message"] for e in result.get("errors", []))
         raise DagsterError(f"{result['__typename']}: {details}")
 
-    async def status(self, run_id: str) -> str:
-        result = (await self._query(RUN_STATUS, {"runId": run_id}))["runOrError"]
+    async def _run(self, query: str, variables: dict) -> dict:
+        result = (await self._query(query, variables))["runOrError"]
         if result["__typename"] == "Run":
-            return result["status"]
+            return result
         raise DagsterError(f"{result['__typename']}: {result.get('message', '')}")
+
+    async def run(self, run_id: str) -> tuple[str, RunOutcome]:
+        """The run's status and what it did; its events are read only once it has finished."""
+        status = (await self._run(RUN_STATUS, {"runId": run_id}))["status"]
+        if status not in TERMINAL_STATUSES:
+            return status, running(status)
+        events, cursor = [], None
+        while True:
+            page = (await self._run(RUN_EVENTS, {"runId": run_id, "cursor": cursor}))["eventConnection"]
+            events += page["events"]
+            if not page["hasMore"]:
+                return status, finished(status, events)
+            cursor = page["cursor"]

@@ -13,6 +13,8 @@ from typing_extensions import NotRequired, TypedDict  # pydantic wants these on 
 
 from retrain_platform.datasets import Categorical, DatasetSpec
 
+from .run_outcome import Outcome
+
 # Answered before the handler runs, so FastAPI cannot know them: documented on the routes by hand.
 AUTH_ERRORS = {401: {"description": "no bearer token"}, 403: {"description": "wrong token"}}
 UNREADABLE_BODY = {400: {"description": "the body cannot be read as JSON text (not UTF-8)"}}
@@ -208,5 +210,13 @@ class RetrainLaunched(BaseModel):
 
 class RetrainStatus(BaseModel):
     run_id: str
-    status: str
+    status: str = Field(description="Dagster's run status: QUEUED, STARTED, SUCCESS, FAILURE, CANCELED, ...")
     dagster_run_url: str
+    outcome: Outcome = Field(
+        description="what the run did: `promoted` a new production model, had its candidate `rejected` by the "
+        "gates, `failed` (at `failed_step`), was `canceled`, or `finished` without a promotion; `running` until then"
+    )
+    detail: str = Field(description="the outcome in a sentence, for people")
+    failed_gates: list[str] = Field(description="the gates the candidate failed, when rejected")
+    promoted_version: str | None = Field(description="the version now in production, when promoted")
+    failed_step: str | None = Field(description="the first step that failed, if one did")
