@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 ASSETS = "/docs/assets"
+FAVICON = f"{ASSETS}/favicon.png"
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"
 # Inline scripts and styles are the pages' own; images as data: URLs and workers as blob: URLs are
 # made in the browser.
@@ -19,32 +20,23 @@ THIS_SERVER_ONLY = (
 )
 
 
-def this_server_only(page: HTMLResponse) -> HTMLResponse:
-    page.headers["Content-Security-Policy"] = THIS_SERVER_ONLY
-    return page
-
-
 def add_docs_routes(router: APIRouter, title: str, openapi_url: str) -> None:
     router.mount(ASSETS, StaticFiles(packages=[("fastapi_offline", "static")]), name="docs-assets")
 
-    def prefix(request: Request) -> str:
-        """Behind a proxy that serves the app under a path, every URL the pages use starts with it."""
-        return request.scope.get("root_path", "").rstrip("/")
+    def page(request: Request, render, name: str, urls: dict[str, str], **options) -> HTMLResponse:
+        """`render`'s page, its URLs under the path a proxy may serve the app at, and the policy."""
+        root = request.scope.get("root_path", "").rstrip("/")
+        located = {key: root + url for key, url in {"openapi_url": openapi_url, **urls}.items()}
+        answer = render(title=f"{title} - {name}", **located, **options)
+        answer.headers["Content-Security-Policy"] = THIS_SERVER_ONLY
+        return answer
 
     @router.get("/docs", include_in_schema=False)
     def swagger_ui(request: Request) -> HTMLResponse:
-        root = prefix(request)
-        page = get_swagger_ui_html(
-            openapi_url=root + openapi_url,
-            title=f"{title} - Swagger UI",
-            swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS}/favicon.png",
-            oauth2_redirect_url=root + OAUTH2_REDIRECT,
-            # Off: Swagger UI would have swagger.io validate any document not served from localhost.
-            swagger_ui_parameters={"validatorUrl": None},
-        )
-        return this_server_only(page)
+        urls = {"swagger_js_url": f"{ASSETS}/swagger-ui-bundle.js", "swagger_css_url": f"{ASSETS}/swagger-ui.css",
+                "swagger_favicon_url": FAVICON, "oauth2_redirect_url": OAUTH2_REDIRECT}  # fmt: skip
+        # validatorUrl off: Swagger UI would have swagger.io validate any document not served from localhost.
+        return page(request, get_swagger_ui_html, "Swagger UI", urls, swagger_ui_parameters={"validatorUrl": None})
 
     @router.get(OAUTH2_REDIRECT, include_in_schema=False)
     def swagger_ui_redirect() -> HTMLResponse:
@@ -52,12 +44,5 @@ def add_docs_routes(router: APIRouter, title: str, openapi_url: str) -> None:
 
     @router.get("/redoc", include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
-        root = prefix(request)
-        page = get_redoc_html(
-            openapi_url=root + openapi_url,
-            title=f"{title} - ReDoc",
-            redoc_js_url=f"{root}{ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS}/favicon.png",
-            with_google_fonts=False,
-        )
-        return this_server_only(page)
+        urls = {"redoc_js_url": f"{ASSETS}/redoc.standalone.js", "redoc_favicon_url": FAVICON}
+        return page(request, get_redoc_html, "ReDoc", urls, with_google_fonts=False)
