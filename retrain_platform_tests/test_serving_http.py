@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 from retrain_platform.datasets import get_spec
+from retrain_platform.names import MODEL_TAG, TRIGGER_TAG
 from retrain_platform.registry import CHALLENGER
 from retrain_platform.settings import Settings
 from retrain_platform.store import PredictionStore
@@ -41,7 +42,6 @@ from retrain_platform_tests.serving_fixtures import (
     postgres_store_url,
     register_flight_models,
 )
-from retrain_platform.names import MODEL_TAG, TRIGGER_TAG
 from serving.app import create_app
 from serving.ids import prediction_id, prediction_ids
 from serving.model_holder import ModelHolder
