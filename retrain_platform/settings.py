@@ -31,6 +31,9 @@ class Settings(BaseModel):
     drift_report_repeat_hours: float = 24.0  # persistent drift of one model version is reported this often
     drift_false_alarm_rate: float = 0.05  # chance that a check of unchanged traffic flags any column
     drift_min_importance: float = 0.10  # share of the model's importance drifted columns must carry to flag
+    # Drift that matters asks for a retrain even while the expected AUC holds (off: it must come with
+    # an expected loss; realised and live performance ask on their own either way).
+    drift_retrains_alone: bool = False
     decision_sensor_seconds: int = 30  # how often the decisions inbox is read
     retrain_cooldown_hours: float = 24.0  # at least this long between two retrains
     max_retrains_per_week: int = 3  # at most this many retrains in any 7 days

@@ -51,7 +51,8 @@ def merged(config: dict, extra: dict) -> dict:
 
 
 def test_decision_files_become_retrain_runs_once_within_the_policy(tmp_path, instance):
-    settings = make_settings(tmp_path, retrain_window_days=30, retrain_gates=LENIENT_GATES)
+    # Drift alone asks for a retrain here: the monitoring decision below must meet the cooldown.
+    settings = make_settings(tmp_path, retrain_window_days=30, retrain_gates=LENIENT_GATES, drift_retrains_alone=True)
     defs = build_definitions(settings)
     folder = DecisionFolder(settings.decisions_dir)
     assert tick(defs, instance).skip_message == "no decision files in the inbox"

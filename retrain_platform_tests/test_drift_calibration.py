@@ -106,3 +106,39 @@ def test_calibration_pickles_and_leaving_rows_out_matches_a_fresh_profile(refere
 def test_the_bound_widens_when_few_stretches_are_known():
     few, many = NullSpread(0.0, 1.0, 6), NullSpread(0.0, 1.0, 100)
     assert few.bound_z(0.05) > many.bound_z(0.05) > 1.6
+
+
+def test_retrain_reasons_weigh_drift_by_its_expected_impact():
+    from dataclasses import replace
+
+    from retrain_platform.core.estimation import ScoreCalibrator, estimate
+    from retrain_platform.core.live_comparison import compare_live
+    from retrain_platform.core.monitoring import ALERT, AucInterval, DriftAssessment, Evidence, retrain_reasons
+
+    rng = np.random.default_rng(0)
+    scores = rng.random(4_000)
+    labels = (rng.random(4_000) < scores).astype(int)  # calibrated: the promise holds
+    promised = AucInterval.of(labels, scores)
+    drift = DriftAssessment(ALERT, ["temp drifted"])
+    calibrator = ScoreCalibrator.fit(scores, labels)
+    holding = estimate(calibrator.transform(scores), scores, 0.5)
+    trigger, reasons = retrain_reasons(Evidence(drift=drift, promised=promised, estimated=holding), auc_floor=0.6)
+    assert trigger is None and "no retrain for drift alone" in reasons[0]
+
+    confused = rng.random(4_000)  # the window's scores say nothing any more: expected AUC near 0.5
+    moved = estimate(np.full(4_000, 0.3), confused, 0.5)
+    trigger, reasons = retrain_reasons(Evidence(drift=drift, promised=promised, estimated=moved), auc_floor=0.6)
+    assert trigger == "drift" and "below the promised" in reasons[0]
+
+    flipped = np.where(rng.random(4_000) < 0.2, 1 - labels, labels)
+    realised = AucInterval.of(flipped, scores)
+    trigger, reasons = retrain_reasons(Evidence(promised=promised, realised=realised), auc_floor=0.6)
+    assert trigger == "performance" and "below what the holdout promised" in reasons[0]
+    same = AucInterval.of(labels[:1_000], scores[:1_000])
+    assert retrain_reasons(Evidence(promised=promised, realised=same), auc_floor=0.6) == (None, [])
+    assert retrain_reasons(Evidence(realised=replace(same, auc=0.55)), auc_floor=0.6)[0] == "performance"
+
+    sharper = np.clip(scores + rng.normal(0, 0.05, 4_000), 0, 1)
+    noisy = np.clip(scores + rng.normal(0, 0.4, 4_000), 0, 1)
+    live = compare_live(labels, noisy, sharper)
+    assert retrain_reasons(Evidence(live=live), auc_floor=0.6)[0] == "challenger"

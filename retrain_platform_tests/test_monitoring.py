@@ -47,7 +47,10 @@ def served_home(tmp_path_factory):
     """A production model trained on February, and a Dagster instance that ran it."""
     tmp_path = tmp_path_factory.mktemp("monitoring")
     # No retrain cooldown: the fixture's own retrain would otherwise hold the sensor back for a day.
-    settings = make_settings(tmp_path, drift_min_new_predictions=300, drift_window_rows=2_000, retrain_cooldown_hours=0)
+    # Drift alone asks for a retrain here, so that the sensor's hold-back rules can be seen; the
+    # default (drift must come with an expected loss) has its own test.
+    settings = make_settings(tmp_path, drift_min_new_predictions=300, drift_window_rows=2_000, retrain_cooldown_hours=0,
+                             drift_retrains_alone=True)  # fmt: skip
     with dg.instance_for_test() as instance:
         result = run_job(build_definitions(settings), instance, raw_data={"window_days": 28, "window_end": "2013-02-28"},
                          candidate_model={"max_rounds": 30}, evaluation_report={"auc_floor": 0.5, "recall_floor": 0.0})  # fmt: skip
@@ -93,6 +96,20 @@ def test_sensor_stays_quiet_on_familiar_traffic_and_fires_on_drift(served_home):
     assert history["event_time"].iloc[-1].month == 7
     assert history["n_drifted"].iloc[0] == 0 and history["drifted_importance"].iloc[-1] >= 0.10
     assert history["evidently_drifted"].iloc[-1] >= history["n_drifted"].iloc[-1]  # raw scores kept beside
+
+
+def test_drift_without_an_expected_loss_does_not_retrain_by_default(served_home):
+    settings, instance = served_home
+    defaults = build_definitions(settings.model_copy(update={"drift_retrains_alone": False}))
+    serve(settings, flights_between("2013-07-01", "2013-07-15", 600, seed=11))
+    quiet = tick(defaults, instance)
+    assert not quiet.run_requests
+    assert "temp" in quiet.skip_message and "no retrain for drift alone" in quiet.skip_message
+    log = MonitoringLog(settings.store_url)
+    last = log.history().iloc[-1]
+    log.close()
+    assert last["estimated_auc_low"] <= last["estimated_auc"] <= last["estimated_auc_high"]
+    assert last["promised_auc"] > 0.5  # the version's own holdout, beside the estimate
 
 
 def test_persistent_drift_is_reported_once_a_day(served_home, tmp_path, monkeypatch):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from .drift_calibration import CalibratedDrift
+from .estimation import PerformanceEstimate
+from .live_comparison import CHALLENGER_BETTER, LiveComparison, delong_covariance
 from .metrics import classification_metrics
 
 OK, WARN, FLAG, ALERT = "ok", "warn", "flag", "alert"
@@ -68,3 +71,84 @@ def realised_performance(labelled: pd.DataFrame, min_labels: int = 50) -> dict[s
         if len(rows) >= min_labels and rows["label"].nunique() == 2:
             out[str(version)] = classification_metrics(rows["label"], rows["score"], predicted=rows["predicted_label"])
     return out
+
+
+@dataclass(frozen=True)
+class AucInterval:
+    """An AUC with its DeLong standard error and a normal interval at 95 %."""
+
+    auc: float
+    se: float
+    rows: int
+
+    @property
+    def low(self) -> float:
+        return self.auc - 1.96 * self.se
+
+    @property
+    def high(self) -> float:
+        return self.auc + 1.96 * self.se
+
+    def __str__(self) -> str:
+        return f"{self.auc:.3f} [{self.low:.3f}, {self.high:.3f}] on {self.rows:,} rows"
+
+    @classmethod
+    def of(cls, labels, scores) -> AucInterval | None:
+        """None unless both classes are present."""
+        labels = np.asarray(labels)
+        if len(np.unique(labels)) < 2:
+            return None
+        aucs, covariance = delong_covariance(labels, np.asarray(scores, dtype=float))
+        return cls(float(aucs[0]), float(np.sqrt(max(covariance[0, 0], 0.0))), len(labels))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What monitoring knows about the production model now; any part may be missing."""
+
+    drift: DriftAssessment | None = None
+    promised: AucInterval | None = None  # on the version's own holdout, when it was trained
+    estimated: PerformanceEstimate | None = None  # from calibrated scores, before labels
+    realised: AucInterval | None = None  # on the newest labelled predictions
+    live: LiveComparison | None = None  # against the shadow-scored challenger, same labelled rows
+
+
+def retrain_reasons(evidence: Evidence, auc_floor: float, drift_alone: bool = False) -> tuple[str | None, list[str]]:
+    """The trigger that asks for a retrain (performance, challenger, drift) and every finding.
+
+    Drift alone does not retrain (unless `drift_alone`): drift in features the model uses must come
+    with an expected loss (the estimate's interval below the promised AUC). The estimate alone does
+    not either: it holds under a shift of the features, not of the relation between features and label."""
+    e, trigger, reasons = evidence, None, []
+    if e.realised is not None and e.realised.auc < auc_floor:
+        trigger = "performance"
+        reasons.append(f"realised AUC {e.realised} is under the floor {auc_floor:g}")
+    elif e.realised is not None and e.promised is not None and _below(e.realised, e.promised):
+        trigger = "performance"
+        reasons.append(f"realised AUC {e.realised} is below what the holdout promised, {e.promised}")
+    if e.live is not None and e.live.verdict == CHALLENGER_BETTER:
+        trigger = trigger or "challenger"
+        reasons.append(f"live evidence favours the challenger: AUC {e.live.challenger_auc:.3f} against "
+                       f"{e.live.champion_auc:.3f} on the same {e.live.rows:,} labelled rows "
+                       f"(difference [{e.live.low:+.3f}, {e.live.high:+.3f}])")  # fmt: skip
+    if e.drift is not None and e.drift.retrain:
+        if drift_alone:
+            trigger = trigger or "drift"
+            reasons.append(e.drift.summary())
+        elif e.estimated is None or e.promised is None:
+            trigger = trigger or "drift"
+            reasons.append(f"{e.drift.summary()} (no performance estimate for this version: drift decides)")
+        elif e.estimated.auc_high < e.promised.auc:
+            trigger = trigger or "drift"
+            reasons.append(f"{e.drift.summary()}; expected AUC {e.estimated.auc:.3f} "
+                           f"[{e.estimated.auc_low:.3f}, {e.estimated.auc_high:.3f}] is below the promised {e.promised.auc:.3f}")  # fmt: skip
+        else:
+            reasons.append(f"{e.drift.summary()}; but the expected AUC {e.estimated.auc:.3f} "
+                           f"[{e.estimated.auc_low:.3f}, {e.estimated.auc_high:.3f}] holds the promised "
+                           f"{e.promised.auc:.3f}: no retrain for drift alone")  # fmt: skip
+    return trigger, reasons
+
+
+def _below(realised: AucInterval, promised: AucInterval) -> bool:
+    """The realised AUC is lower than promised by more than both intervals allow (one-sided 95 %)."""
+    return promised.auc - realised.auc > 1.645 * float(np.hypot(promised.se, realised.se))

@@ -1,5 +1,6 @@
 """Monitoring: served traffic against the production model's reference, for people and sensors."""
 
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import dagster as dg
 from retrain_platform.core import clock
 from retrain_platform.core.decisions import RetrainingDecision, apply_policy
 from retrain_platform.core.drift_report import evidently_drift_report
-from retrain_platform.core.monitoring import OK, DriftPolicy
+from retrain_platform.core.monitoring import OK, DriftPolicy, Evidence, retrain_reasons
 from retrain_platform.decisions.folder import DecisionFolder
 from retrain_platform.decisions.resources import DecisionsResource
 from retrain_platform.decisions.runs import recent_retrains
@@ -25,6 +26,24 @@ class DriftReportConfig(dg.Config):
     false_alarm_rate: float = 0.0  # 0: the monitoring resource's rate
     min_importance: float = 0.0  # 0: the monitoring resource's share
     min_rows: int = DriftPolicy.min_rows
+
+
+def performance_metadata(evidence: Evidence) -> dict:
+    """Numbers the UI plots over time: promised, expected and realised AUC, and the live difference."""
+    e, values = evidence, {}
+    if e.promised:
+        values["promised_auc"] = e.promised.auc
+    if e.estimated:
+        values |= {"estimated_auc": e.estimated.auc, "estimated_auc_low": e.estimated.auc_low,
+                   "estimated_auc_high": e.estimated.auc_high}  # fmt: skip
+    if e.realised:
+        values |= {"realised_auc": e.realised.auc, "realised_rows": e.realised.rows}
+    if e.live:
+        values |= {"live_auc_difference": e.live.difference, "live_verdict": e.live.verdict}
+    values = {k: v for k, v in values.items() if not (isinstance(v, float) and math.isnan(v))}
+    values["estimate_caveat"] = ("expected AUC from calibrated scores: holds when the features shift, not when "
+                                 "their relation to the label changes; it never decides alone")  # fmt: skip
+    return values
 
 
 def _proxies_table(check) -> str:
@@ -61,31 +80,36 @@ def drift_report(
         window_rows = config.window_rows or monitoring.window_rows
         check = monitor.check(version, window_rows, policy)
         reference = monitor.reference(version) if check is not None else None
-        realised = monitor.realised(version, window_rows)
+        evidence = monitor.evidence(check, version, window_rows)
+    trigger, reasons = retrain_reasons(evidence, spec.auc_floor, monitoring.drift_retrains_alone)
+    realised = evidence.realised.auc if evidence.realised else None
     if check is None:
         summary = f"version {version} has served fewer than {policy.min_rows} predictions: nothing to compare yet"
-        report = {"version": version, "level": OK, "retrain": False, "summary": summary, "realised": realised}
+        report = {"version": version, "level": OK, "trigger": trigger, "reasons": reasons, "summary": summary,
+                  "realised_auc": realised}  # fmt: skip
         yield dg.Output(report, metadata={"summary": summary})
         yield dg.AssetCheckResult(check_name=NO_DRIFT_CHECK, passed=True, description=summary)
         return
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     html = Path(monitoring.reports_dir) / "drift" / f"{stamp}-{spec.model_name}-v{version}.html"
     evidently = evidently_drift_report(reference, check.window, spec, html)
-    monitoring.record(check.record("drift_report", spec))
+    monitoring.record(check.record("drift_report", spec, evidence))
     drift, assessment = check.drift, check.assessment
     raw = drift.raw  # Evidently's method on the same rows: its verdicts should match the HTML's
     agree = sum((c.column in evidently["drifted_columns"]) == c.drifted for c in raw.columns)
     report = {
         "version": version,
         "level": assessment.level,
-        "retrain": assessment.retrain,
+        "trigger": trigger,  # performance, challenger or drift: what asks for a retrain; None: nothing
+        "reasons": reasons,
         "summary": assessment.summary(),
         "rows": len(check.window),
         "drifted_importance": drift.drifted_importance,
         "drifted_columns": drift.drifted_columns,
         "evidently_drifted_columns": evidently["drifted_columns"],
         "html": str(html),
-        "realised": realised,
+        "realised_auc": realised,
+        "drift_share": len(drift.drifted_columns) / max(len(drift.columns), 1),
     }
     context.log.info(f"drift of version {version}: {assessment.summary()}")
     yield dg.Output(
@@ -103,6 +127,9 @@ def drift_report(
             "evidently_report": dg.MetadataValue.path(str(html)),
             "evidently_agreement": f"{agree}/{len(raw.columns)} column verdicts agree",
             "skipped_columns": list(raw.skipped),
+            "retrain_asked": trigger or "no",
+            "findings": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons) or "nothing that asks for a retrain"),
+            **performance_metadata(evidence),
         },
     )
     yield dg.AssetCheckResult(
@@ -118,20 +145,14 @@ def drift_report(
 def retraining_decision(
     context: dg.AssetExecutionContext, drift_report: dict, dataset: DatasetResource, decisions: DecisionsResource
 ) -> dg.Output[dict]:
-    """A retraining decision (JSON in the decisions inbox) from drift and realised performance, with its reason."""
+    """A retraining decision (JSON in the decisions inbox) from realised, live and expected performance and drift, with its reason."""
     spec = dataset.spec
-    realised = drift_report.get("realised") or {}
-    auc = realised.get("auc")
-    if drift_report["retrain"]:
-        trigger, retrain, reason = "drift", True, drift_report["summary"]
-    elif auc is not None and auc < spec.auc_floor:
-        trigger, retrain, reason = "performance", True, f"realised AUC {auc:.3f} < floor {spec.auc_floor}"
-    else:
-        trigger, retrain = context.run.tags.get(TRIGGER_TAG, "drift"), False
-        reason = f"{drift_report['summary']}; realised AUC {auc:.3f}" if auc is not None else drift_report["summary"]
+    auc, asked = drift_report.get("realised_auc"), drift_report.get("trigger")
+    reason = "; ".join(drift_report.get("reasons") or []) or drift_report["summary"]
     wish = RetrainingDecision(
-        decision_date=clock.now(), retrain=retrain, reason=reason, trigger=trigger, performance_score=auc,
-        model_version=drift_report["version"], dataset=spec.name, drift_share=drift_report.get("share_drifted"),
+        decision_date=clock.now(), retrain=asked is not None, reason=reason, performance_score=auc,
+        trigger=asked or context.run.tags.get(TRIGGER_TAG, "drift"),
+        model_version=drift_report["version"], dataset=spec.name, drift_share=drift_report.get("drift_share"),
         source=f"dagster run {context.run.run_id}",
     )  # fmt: skip
     decision = apply_policy(wish, recent_retrains(context.instance), clock.now(), decisions.policy())

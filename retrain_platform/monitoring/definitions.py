@@ -27,6 +27,7 @@ def monitoring_definitions(settings: Settings) -> dg.Definitions:
                 min_new_label_share=settings.retrain_min_new_label_share,
                 false_alarm_rate=settings.drift_false_alarm_rate,
                 min_importance=settings.drift_min_importance,
+                drift_retrains_alone=settings.drift_retrains_alone,
             ),
         },
     )

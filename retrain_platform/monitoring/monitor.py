@@ -16,7 +16,16 @@ import pandas as pd
 from retrain_platform.core.drift import ReferenceProfile
 from retrain_platform.core.drift_calibration import CalibratedDrift, DriftCalibration
 from retrain_platform.core.files import write_atomically
-from retrain_platform.core.monitoring import DriftAssessment, DriftPolicy, assess_drift, realised_performance
+from retrain_platform.core.estimation import PerformanceEstimate, ScoreCalibrator, estimate
+from retrain_platform.core.live_comparison import compare_live
+from retrain_platform.core.monitoring import (
+    AucInterval,
+    DriftAssessment,
+    DriftPolicy,
+    Evidence,
+    assess_drift,
+    realised_performance,
+)
 from retrain_platform.core.window import event_times
 from retrain_platform.datasets.spec import DatasetSpec
 from retrain_platform.registry import ModelRegistry
@@ -31,8 +40,9 @@ class DriftCheck:
     window: pd.DataFrame
     drift: CalibratedDrift
     assessment: DriftAssessment
+    estimated: PerformanceEstimate | None = None  # the champion's performance from calibrated scores
 
-    def record(self, source: str, spec: DatasetSpec) -> dict:
+    def record(self, source: str, spec: DatasetSpec, evidence: Evidence | None = None) -> dict:
         """One row for the monitoring log's time series."""
         drift, proxies = self.drift, self.drift.raw.proxies
         newest_event = None
@@ -56,15 +66,21 @@ class DriftCheck:
             "std_score": proxies.std_score if proxies else None,
             "mean_entropy": proxies.mean_entropy if proxies else None,
             "event_time": newest_event,
+            **({f"estimated_{k}": getattr(self.estimated, k) for k in ("auc", "auc_low", "auc_high")}
+               if self.estimated else {}),
+            "realised_auc": evidence.realised.auc if evidence and evidence.realised else None,
+            "promised_auc": evidence.promised.auc if evidence and evidence.promised else None,
         }
 
 
 @dataclass
 class VersionProfile:
-    """What drift checks of one model version need, built once from its reference and cached."""
+    """What checks of one model version need, built once from its reference and cached."""
 
     profile: ReferenceProfile
     importance: dict[str, float]
+    calibrator: ScoreCalibrator | None  # fitted on the version's holdout scores; None for older versions
+    promised: AucInterval | None  # the version's AUC on its holdout
     calibrations: dict[int, DriftCalibration] = field(default_factory=dict)  # by window size
 
 
@@ -89,24 +105,30 @@ class Monitor:
             reference = reference.sort_values(self.spec.timestamp, kind="stable")
         return reference
 
-    def calibration(self, version: str, rows: int, window_rows: int) -> tuple[ReferenceProfile, DriftCalibration]:
-        """The version's profile and its calibration for a check of `rows` rows: built once, then
-        read from the cache (a check costs one pass over its window)."""
-        path = self.cache_dir / f"{self.registry.model_name}-v{version}.drift.pkl"
+    def _profile(self, version: str, window_size: int | None = None) -> VersionProfile:
+        """The version's cached profile, with a drift calibration at `window_size` if given: built
+        once, then read from the cache (a check costs one pass over its window)."""
+        path = self.cache_dir / f"{self.registry.model_name}-v{version}.monitor.pkl"
         cached: VersionProfile | None = pickle.loads(path.read_bytes()) if path.exists() else None
-        size = calibration_size(rows, window_rows)
-        if cached is not None and size in cached.calibrations:
-            return cached.profile, cached.calibrations[size]
+        if cached is not None and (window_size is None or window_size in cached.calibrations):
+            return cached
         reference = self.reference(version)
         if cached is None:
             profile = ReferenceProfile.build(
                 reference, self.spec.numeric_features, self.spec.categorical_features,
                 prediction_column=SCORE, score_threshold=self.registry.version_info(version).threshold,
             )  # fmt: skip
-            cached = VersionProfile(profile, self.registry.load_predictor(version).importance())
-        cached.calibrations[size] = DriftCalibration.fit(reference, cached.profile, size, cached.importance)
+            holdout = self.registry.load_holdout_scores(version)
+            calibrator = promised = None
+            if holdout is not None and holdout["label"].nunique() == 2:
+                calibrator = ScoreCalibrator.fit(holdout["score"], holdout["label"])
+                promised = AucInterval.of(holdout["label"], holdout["score"])
+            cached = VersionProfile(profile, self.registry.load_predictor(version).importance(), calibrator, promised)
+        if window_size is not None:
+            cached.calibrations[window_size] = DriftCalibration.fit(reference, cached.profile, window_size,
+                                                                    cached.importance)  # fmt: skip
         write_atomically(path, pickle.dumps(cached))  # a concurrent sensor tick never reads half a profile
-        return cached.profile, cached.calibrations[size]
+        return cached
 
     def window(self, version: str, rows: int) -> pd.DataFrame:
         """The newest `rows` predictions served by `version`, scores under the reference's name."""
@@ -123,6 +145,31 @@ class Monitor:
         window = self.window(version, rows)
         if len(window) < policy.min_rows:
             return None
-        profile, calibration = self.calibration(version, len(window), rows)
-        drift = calibration.judge(profile.compare(window, skip_empty=True), policy.false_alarm_rate)
-        return DriftCheck(version, window, drift, assess_drift(drift, policy))
+        size = calibration_size(len(window), rows)
+        cached = self._profile(version, size)
+        drift = cached.calibrations[size].judge(cached.profile.compare(window, skip_empty=True), policy.false_alarm_rate)
+        estimated = None
+        if cached.calibrator is not None:
+            scores = window[SCORE].to_numpy(dtype=float)
+            estimated = estimate(cached.calibrator.transform(scores), scores, cached.profile.score_threshold,
+                                 replicas=cached.calibrator.transform_replicas(scores))  # fmt: skip
+        return DriftCheck(version, window, drift, assess_drift(drift, policy), estimated)
+
+    def evidence(self, check: DriftCheck | None, version: str, rows: int, min_labels: int = 200) -> Evidence:
+        """Everything monitoring knows about `version` now: drift and the estimate (from `check`),
+        what its holdout promised, its realised AUC and the live comparison with the challenger."""
+        labelled = self.store.latest_predictions(rows, model_version=version, labelled=True)
+        realised = AucInterval.of(labelled["label"], labelled["score"]) if len(labelled) >= min_labels else None
+        shadowed = labelled[labelled["shadow_score"].notna()] if len(labelled) else labelled
+        live = None
+        if len(shadowed) >= min_labels:
+            challenger = shadowed["shadow_version"].mode().iloc[0]  # the newest challenger, if it changed
+            same = shadowed[shadowed["shadow_version"] == challenger]
+            live = compare_live(same["label"].to_numpy(), same["score"].to_numpy(), same["shadow_score"].to_numpy())
+        return Evidence(
+            drift=check.assessment if check else None,
+            promised=self._profile(version).promised,
+            estimated=check.estimated if check else None,
+            realised=realised,
+            live=live,
+        )

@@ -28,6 +28,7 @@ class MonitoringResource(dg.ConfigurableResource):
     min_new_label_share: float = 0.25
     false_alarm_rate: float = 0.05  # chance that a check of unchanged traffic flags any column
     min_importance: float = 0.10  # share of the model's importance drifted columns must carry to flag
+    drift_retrains_alone: bool = False  # drift that matters asks for a retrain even while the expected AUC holds
 
     def policy(self, false_alarm_rate: float = 0.0, min_importance: float = 0.0, min_rows: int = 0) -> DriftPolicy:
         """The drift policy, with a run's overrides (0: this resource's value)."""

@@ -8,6 +8,7 @@ import dagster as dg
 from retrain_platform.core import clock
 from retrain_platform.core.decisions import RetrainingDecision, RetrainPolicy, apply_policy
 from retrain_platform.core.gates import GateConfig
+from retrain_platform.core.monitoring import retrain_reasons
 from retrain_platform.decisions.resources import DecisionsResource
 from retrain_platform.decisions.runs import recent_retrains
 from retrain_platform.names import REASON_TAG, TRIGGER_TAG
@@ -58,20 +59,15 @@ def build_drift_sensor(interval_seconds: int) -> dg.SensorDefinition:
             if fresh < monitoring.min_new_predictions:
                 return dg.SkipReason(f"{fresh} new predictions since the last check; checking every {monitoring.min_new_predictions}")
             check = monitor.check(version, monitoring.window_rows, monitoring.policy())
-            realised = monitor.realised(version, monitoring.window_rows)
+            evidence = monitor.evidence(check, version, monitoring.window_rows)
         reported = cursor.get("reported", {}) if cursor.get("version") == version else {}
         state = {"served": served, "version": version, "reported": reported}
         if check is None:
             return dg.SensorResult(skip_reason=f"version {version} has served too few predictions", cursor=json.dumps(state))
-        monitoring.record(check.record("drift_sensor", spec))
-        reasons, trigger = [], None
-        if check.assessment.retrain:
-            trigger, reasons = "drift", [check.assessment.summary()]
-        if realised is not None and realised["auc"] < spec.auc_floor:
-            trigger = trigger or "performance"
-            reasons.append(f"realised AUC {realised['auc']:.3f} < floor {spec.auc_floor} on {int(realised['rows'])} labels")
+        monitoring.record(check.record("drift_sensor", spec, evidence))
+        trigger, reasons = retrain_reasons(evidence, spec.auc_floor, monitoring.drift_retrains_alone)
         if trigger is None:
-            return dg.SensorResult(skip_reason=check.assessment.summary(), cursor=json.dumps(state))
+            return dg.SensorResult(skip_reason="; ".join(reasons) or check.assessment.summary(), cursor=json.dumps(state))
         now = clock.now()
         held_back = (
             _held_back(context.instance, decisions.policy(), now, reported, monitoring.repeat_after_hours)
