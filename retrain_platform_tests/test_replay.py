@@ -27,8 +27,11 @@ def free_port() -> int:
 
 
 def test_short_replay_closes_the_loop(tmp_path):
+    # Three ordinary days of March give the calibrated monitor no reason to retrain; a person's
+    # decision each morning of the 2nd and 3rd closes the loop through the inbox instead.
     config = ReplayConfig(start="2013-03-01", end="2013-03-04", sensor_seconds=2, min_new_predictions=300, min_new_label_share=0,
-                          gates=json.dumps({"cooldown_days": 0, "min_improvement": -1.0, "max_auc_degradation": 1.0}))  # fmt: skip
+                          gates=json.dumps({"cooldown_days": 0, "min_improvement": -1.0, "max_auc_degradation": 1.0}),
+                          manual_retrains=("2013-03-02", "2013-03-03"))  # fmt: skip
     lines = []
     settings = run_replay(tmp_path / "home", config, free_port(), progress=lines.append)
     assert lines[0].startswith("bootstrap: version 1") and len(lines) == 4  # bootstrap + one line a day
@@ -36,12 +39,12 @@ def test_short_replay_closes_the_loop(tmp_path):
     log = MonitoringLog(settings.store_url)
     checks = log.history()
     log.close()
-    first_alarm = checks[checks["level"].isin(["flag", "alert"])].iloc[0]
-    assert first_alarm["source"] == "drift_sensor"
-    assert first_alarm["event_time"].date().isoformat() == "2013-03-01"  # within one replayed day
+    assert len(checks) >= 3 and set(checks["source"]) == {"drift_sensor"}  # traffic was checked every day
+    assert not checks["level"].isin(["flag", "alert"]).any()  # and raised no false alarm
+    assert checks["evidently_drifted"].max() > 0  # where Evidently's fixed thresholds did
 
     made = decisions(settings)
-    assert any(d["retrain"] and d["trigger"] == "drift" for d in made)
+    assert sum(d["retrain"] and d["trigger"] == "manual" for d in made) == 2
     registry = ModelRegistry(settings.tracking_uri, FLIGHTS.model_name)
     promotions = [h for h in registry.history() if h["action"] == "promote"]
     assert len(promotions) >= 2 and int(registry.production_version()) > 1
@@ -59,4 +62,4 @@ def test_short_replay_closes_the_loop(tmp_path):
     assert not served_monthly_auc(settings).empty
     report = summary(settings, monthly_table(settings, "2013-03-01", "2013-03-04"), "2013-03-01")
     assert "promote v" in report and "holdout AUC" in report
-    assert "| first drift alarm | traffic of 2013-03-01" in report and "| promotions that lowered holdout AUC |" in report
+    assert "| drift alarms | 0 of" in report and "| promotions that lowered holdout AUC |" in report

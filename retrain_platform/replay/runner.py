@@ -14,7 +14,9 @@ import httpx
 import pandas as pd
 
 from retrain_platform.core import clock
+from retrain_platform.core.decisions import RetrainingDecision
 from retrain_platform.datasets import FLIGHTS
+from retrain_platform.decisions.folder import DecisionFolder
 from retrain_platform.definitions import build_definitions
 from retrain_platform.registry import ModelRegistry
 from retrain_platform.settings import PREFIX, Settings
@@ -37,6 +39,8 @@ class ReplayConfig:
     sensor_seconds: int = 5
     min_new_predictions: int = 500
     gates: str = ""  # JSON gate settings for the retrains the platform launches
+    # Days (ISO dates) at whose start a person drops a forced retrain decision into the inbox.
+    manual_retrains: tuple[str, ...] = ()
     settle_timeout: float = 900.0
 
 
@@ -90,13 +94,13 @@ def run_replay(home: Path, config: ReplayConfig, serving_port: int, progress: Ca
     platform.start()
     try:
         platform.wait_for_serving(registry.production_version())
-        _play(traffic, config, clock_file, platform, instance, registry, progress)
+        _play(traffic, config, clock_file, platform, instance, registry, progress, DecisionFolder(settings.decisions_dir))
     finally:
         platform.stop()
     return settings
 
 
-def _play(traffic, config, clock_file, platform, instance, registry, progress) -> None:
+def _play(traffic, config, clock_file, platform, instance, registry, progress, inbox: DecisionFolder) -> None:
     delay = pd.Timedelta(hours=config.label_delay_hours)
     waiting: deque[tuple[pd.Timestamp, str, int]] = deque()  # (label due, prediction id, label)
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -109,6 +113,10 @@ def _play(traffic, config, clock_file, platform, instance, registry, progress) -
 
         for day, flights in traffic.groupby(traffic[FLIGHTS.timestamp].dt.date):
             versions = set()
+            if day.isoformat() in config.manual_retrains:
+                clock.set_simulated(clock_file, flights[FLIGHTS.timestamp].iloc[0].to_pydatetime())
+                inbox.drop(RetrainingDecision(decision_date=clock.now(), retrain=True, trigger="manual", force=True,
+                                              reason="replay: a person asks for a retrain", source="replay"))  # fmt: skip
             for first in range(0, len(flights), config.batch_rows):
                 batch = flights.iloc[first : first + config.batch_rows]
                 now = batch[FLIGHTS.timestamp].iloc[-1]
