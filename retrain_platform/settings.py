@@ -34,6 +34,8 @@ class Settings(BaseModel):
     # Drift that matters asks for a retrain even while the expected AUC holds (off: it must come with
     # an expected loss; realised and live performance ask on their own either way).
     drift_retrains_alone: bool = False
+    health_start_date: str = "2025-01-01"  # first day of the daily model health partitions
+    health_sensor_seconds: int = 300  # how often a day's health is refreshed as its labels arrive
     decision_sensor_seconds: int = 30  # how often the decisions inbox is read
     retrain_cooldown_hours: float = 24.0  # at least this long between two retrains
     max_retrains_per_week: int = 3  # at most this many retrains in any 7 days

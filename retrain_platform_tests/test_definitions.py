@@ -34,6 +34,7 @@ def test_graph_shape_and_lineage(tmp_path):
         "production_model": ["evaluation_report"],
         "drift_report": [],  # reads the prediction log that serving writes, outside the graph
         "retraining_decision": ["drift_report"],
+        "model_health": [],  # daily partitions of the prediction log
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {("validated_features", "schema_valid"), ("validated_features", "enough_rows"),

@@ -11,6 +11,7 @@ import pytest
 
 from retrain_platform.core import clock
 from retrain_platform.monitoring.assets import drift_report
+from retrain_platform.monitoring.health import build_model_health
 from retrain_platform.datasets import FLIGHTS
 from retrain_platform.definitions import build_definitions
 from retrain_platform.registry import ModelRegistry
@@ -20,7 +21,7 @@ from retrain_platform.monitoring.log import MonitoringLog
 from .conftest import make_settings, pythonic_resources, run_job
 
 
-def serve(settings, flights: pd.DataFrame, labelled: bool = False, zone: str = "") -> None:
+def serve(settings, flights: pd.DataFrame, labelled: bool = False, zone: str = "", served_at: datetime | None = None) -> list[str]:
     """Log flights as serving does: the production model's scores, features as JSON (event times
     with `zone` appended, as a client may send them)."""
     registry = ModelRegistry(settings.tracking_uri, FLIGHTS.model_name)
@@ -32,7 +33,7 @@ def serve(settings, flights: pd.DataFrame, labelled: bool = False, zone: str = "
     for row, score in zip(flights.to_dict("records"), scores, strict=True):
         features = {name: (None if pd.isna(row[name]) else row[name]) for name in FLIGHTS.feature_names}
         features |= {"flight_id": int(row["flight_id"]), "scheduled_departure": row["scheduled_departure"].isoformat() + zone}
-        rows.append({"prediction_id": str(uuid.uuid4()), "created_at": datetime.now(UTC), "model_version": version,
+        rows.append({"prediction_id": str(uuid.uuid4()), "created_at": served_at or datetime.now(UTC), "model_version": version,
                      "features": features, "score": float(score), "predicted_label": int(score >= predictor.threshold)})  # fmt: skip
     store.record_many(rows)
     store.flush()
@@ -40,6 +41,7 @@ def serve(settings, flights: pd.DataFrame, labelled: bool = False, zone: str = "
         for row, flight in zip(rows, flights.to_dict("records"), strict=True):
             store.add_label(row["prediction_id"], int(flight["arrived_late"]))
     store.close()
+    return [row["prediction_id"] for row in rows]
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +208,33 @@ def test_sensor_survives_event_times_with_a_zone(served_home):
     newest = log.history()["event_time"].iloc[-1]
     log.close()
     assert (newest.month, newest.day) == (12, 19)  # "+02:00" converted to UTC, not dropped
+
+
+def test_model_health_per_day_is_refreshed_as_its_labels_arrive(served_home):
+    settings, instance = served_home
+    defs = build_definitions(settings)
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12)
+    key = yesterday.strftime("%Y-%m-%d")
+    ids = serve(settings, flights_between("2013-02-01", "2013-02-25", 600, seed=12), served_at=yesterday)
+    sensor = defs.resolve_sensor_def("model_health_sensor")
+
+    def evaluate(cursor=None):
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=pythonic_resources(defs), definitions=defs)
+        return sensor.evaluate_tick(context)
+
+    ticked = evaluate()
+    [first] = ticked.run_requests  # the day is over: its health is asked for
+    assert first.partition_key == key
+    assert not evaluate(ticked.cursor).run_requests  # nothing changed since
+    store = PredictionStore(settings.store_url)
+    store.add_label(ids[0], 1)  # a late label for that day
+    store.close()
+    [refresh] = evaluate(ticked.cursor).run_requests
+    assert refresh.partition_key == key and refresh.run_key != first.run_key
+
+    health = build_model_health(settings.health_start_date)
+    result = dg.materialize([health], instance=instance, partition_key=key, resources=defs.resources)
+    metadata = {k: getattr(v, "value", v) for k, v in result.asset_materializations_for_node("model_health")[0].metadata.items()}
+    assert metadata["rows"] == 600 and metadata["labelled"] == 1 and metadata["drift_level"] == "ok"
+    assert metadata["estimated_auc_low"] <= metadata["estimated_auc"] <= metadata["estimated_auc_high"]
+    assert metadata["promised_auc"] > 0.5

@@ -4,6 +4,7 @@ import dagster as dg
 
 from retrain_platform.settings import Settings
 
+from .health import build_model_health, build_model_health_sensor
 from .jobs import MONITORING_ASSETS, monitor_job
 from .resources import MonitoringResource
 from .schedules import daily_monitoring
@@ -11,10 +12,12 @@ from .sensors import build_drift_sensor
 
 
 def monitoring_definitions(settings: Settings) -> dg.Definitions:
+    model_health = build_model_health(settings.health_start_date)
     return dg.Definitions(
-        assets=MONITORING_ASSETS,
+        assets=[*MONITORING_ASSETS, model_health],
         jobs=[monitor_job],
-        sensors=[build_drift_sensor(settings.drift_sensor_seconds)],
+        sensors=[build_drift_sensor(settings.drift_sensor_seconds),
+                 build_model_health_sensor(model_health, settings.health_sensor_seconds)],
         schedules=[daily_monitoring],
         resources={
             "monitoring": MonitoringResource(

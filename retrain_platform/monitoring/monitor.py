@@ -7,8 +7,10 @@ the window.
 
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -71,6 +73,35 @@ class DriftCheck:
             "realised_auc": evidence.realised.auc if evidence and evidence.realised else None,
             "promised_auc": evidence.promised.auc if evidence and evidence.promised else None,
         }
+
+
+@dataclass(frozen=True)
+class DayHealth:
+    version: str  # the version that served most of the day
+    served: int  # every prediction of the day
+    rows: int  # those of `version`
+    labelled: int  # those of `version` with a label so far
+    check: DriftCheck | None  # None with too few rows
+    evidence: Evidence
+
+    def metadata(self) -> dict[str, float | str]:
+        """Plain numbers and words, for the asset's metadata (plotted per partition)."""
+        values: dict[str, float | str] = {"model_version": self.version, "served": self.served, "rows": self.rows,
+                                          "labelled": self.labelled}  # fmt: skip
+        if self.check is not None:
+            values |= {"drift_level": self.check.assessment.level,
+                       "drifted_importance": self.check.drift.drifted_importance,
+                       "drifted_columns": ", ".join(self.check.drift.drifted_columns) or "none"}  # fmt: skip
+        e = self.evidence
+        for name, interval in (("promised", e.promised), ("realised", e.realised)):
+            if interval is not None:
+                values |= {f"{name}_auc": interval.auc, f"{name}_auc_low": interval.low, f"{name}_auc_high": interval.high}
+        if e.estimated is not None:
+            values |= {"estimated_auc": e.estimated.auc, "estimated_auc_low": e.estimated.auc_low,
+                       "estimated_auc_high": e.estimated.auc_high}  # fmt: skip
+        if e.live is not None:
+            values |= {"live_auc_difference": e.live.difference, "live_verdict": e.live.verdict}
+        return {k: v for k, v in values.items() if not (isinstance(v, float) and math.isnan(v))}
 
 
 @dataclass
@@ -148,17 +179,23 @@ class Monitor:
         size = calibration_size(len(window), rows)
         cached = self._profile(version, size)
         drift = cached.calibrations[size].judge(cached.profile.compare(window, skip_empty=True), policy.false_alarm_rate)
-        estimated = None
-        if cached.calibrator is not None:
-            scores = window[SCORE].to_numpy(dtype=float)
-            estimated = estimate(cached.calibrator.transform(scores), scores, cached.profile.score_threshold,
-                                 replicas=cached.calibrator.transform_replicas(scores))  # fmt: skip
-        return DriftCheck(version, window, drift, assess_drift(drift, policy), estimated)
+        return DriftCheck(version, window, drift, assess_drift(drift, policy), self._estimate(cached, window))
+
+    @staticmethod
+    def _estimate(cached: VersionProfile, window: pd.DataFrame) -> PerformanceEstimate | None:
+        if cached.calibrator is None:
+            return None
+        scores = window[SCORE].to_numpy(dtype=float)
+        return estimate(cached.calibrator.transform(scores), scores, cached.profile.score_threshold,
+                        replicas=cached.calibrator.transform_replicas(scores))  # fmt: skip
 
     def evidence(self, check: DriftCheck | None, version: str, rows: int, min_labels: int = 200) -> Evidence:
         """Everything monitoring knows about `version` now: drift and the estimate (from `check`),
         what its holdout promised, its realised AUC and the live comparison with the challenger."""
-        labelled = self.store.latest_predictions(rows, model_version=version, labelled=True)
+        return self._evidence(check, version, self.store.latest_predictions(rows, model_version=version, labelled=True),
+                              min_labels)
+
+    def _evidence(self, check: DriftCheck | None, version: str, labelled: pd.DataFrame, min_labels: int = 200) -> Evidence:
         realised = AucInterval.of(labelled["label"], labelled["score"]) if len(labelled) >= min_labels else None
         shadowed = labelled[labelled["shadow_score"].notna()] if len(labelled) else labelled
         live = None
@@ -173,3 +210,23 @@ class Monitor:
             realised=realised,
             live=live,
         )
+
+    def day(self, start: datetime, end: datetime, window_rows: int, policy: DriftPolicy = DriftPolicy()) -> DayHealth | None:
+        """The health of the production traffic served in [start, end): the version that served
+        most of it, its drift and expected AUC on that traffic, and its realised AUC and live
+        comparison on what has been labelled so far. None when nothing was served."""
+        served = self.store.predictions_since(start, end)
+        if served.empty:
+            return None
+        version = str(served["model_version"].mode().iloc[0])
+        ours = served[served["model_version"] == version].rename(columns={"score": SCORE})
+        labelled = self.store.labelled_predictions(start, end)
+        labelled = labelled[labelled["model_version"] == version]
+        check = None
+        if len(ours) >= policy.min_rows:
+            size = calibration_size(len(ours), window_rows)
+            cached = self._profile(version, size)
+            drift = cached.calibrations[size].judge(cached.profile.compare(ours, skip_empty=True), policy.false_alarm_rate)
+            check = DriftCheck(version, ours, drift, assess_drift(drift, policy), self._estimate(cached, ours))
+        evidence = self._evidence(check, version, labelled)
+        return DayHealth(version, len(served), len(ours), len(labelled), check, evidence)

@@ -46,6 +46,14 @@ class MonitoringResource(dg.ConfigurableResource):
         finally:
             store.close()
 
+    @contextmanager
+    def monitor_store(self) -> Iterator[PredictionStore]:
+        store = PredictionStore(self.store_url)
+        try:
+            yield store
+        finally:
+            store.close()
+
     def record(self, row: dict) -> None:
         log = MonitoringLog(self.store_url)
         try:
