@@ -5,7 +5,7 @@ API validates exactly what the Pandera schema validates: types, ranges, categori
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
@@ -220,3 +220,47 @@ class RetrainStatus(BaseModel):
     failed_gates: list[str] = Field(description="the gates the candidate failed, when rejected")
     promoted_version: str | None = Field(description="the version now in production, when promoted")
     failed_step: str | None = Field(description="the first step that failed, if one did")
+
+
+class HealthDay(BaseModel):
+    day: date = Field(description="the traffic's day (UTC): of its newest event time when logged, else of the check")
+    checked_at: datetime = Field(description="when the day's newest check ran")
+    model_version: str = Field(description="the version serving at that check")
+    level: str = Field(description="the check's drift level: ok, warn, flag or alert")
+    realised_auc: float | None = Field(description="on the newest labelled predictions; null until labels arrive")
+    estimated_auc: float | None = Field(description="from calibrated scores, before any label")
+    estimated_auc_low: float | None
+    estimated_auc_high: float | None
+    promised_auc: float | None = Field(description="the serving version's AUC on its own holdout")
+
+
+class HealthAlarm(BaseModel):
+    checked_at: datetime
+    event_time: datetime | None = Field(description="the newest event time in the checked window, if logged")
+    model_version: str
+    level: Literal["flag", "alert"]
+    drifted_columns: list[str]
+    drifted_importance: float | None = Field(description="share of the model's importance that drifted, 0 to 1")
+
+
+class HealthDecision(BaseModel):
+    decision_date: datetime
+    trigger: str = Field(description="drift, performance, schedule or manual")
+    retrain: bool = Field(description="whether a retrain was run for it, as acted on (the policy may refuse one)")
+    reason: str
+    status: str | None = Field(description="the archive's outcome status: retrain, no-retrain or duplicate")
+    model_version: str | None
+
+
+class ModelHealthSummary(BaseModel):
+    model_name: str
+    model_version: str | None = Field(description="the version serving now, null before the first")
+    monitoring_log: Literal["ok", "empty", "unreadable"] = Field(
+        description="`empty`: no drift check recorded yet; `unreadable`: the store did not answer (see serving's log)"
+    )
+    monitoring_error: str | None = Field(description="why the log could not be read, when unreadable")
+    checks_read: int = Field(description="how many of the newest checks the summary was made from (capped)")
+    days: list[HealthDay] = Field(description="newest day first: each day's newest check")
+    alarms: list[HealthAlarm] = Field(description="newest first: checks at level flag or alert")
+    decisions: list[HealthDecision] = Field(description="newest first, from the decisions archive")
+    decisions_unreadable: int = Field(description="archived files among the newest that could not be read")
