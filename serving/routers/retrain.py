@@ -1,5 +1,6 @@
-"""GET /retrain (a page with one button), POST /retrain and GET /retrain/status/{run_id}: retraining
-through Dagster for people who don't use the Dagster UI. The last two want the admin token."""
+"""GET /retrain (a page with one button and the model's health), POST /retrain and
+GET /retrain/status/{run_id}: retraining through Dagster for people who don't use the Dagster UI.
+The last two want the admin token; GET /retrain/health (the health alone, as JSON) does not."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from retrain_platform.names import MODEL_TAG, TRIGGER_TAG
 
 from ..auth import ADMIN, ADMIN_TOKEN_ENV, configured_tokens
 from ..context import Serving
+from ..health_summary import read_health
 from ..retrain_launcher import DagsterClient, DagsterError, DagsterUnreachable
-from ..retrain_page import render_retrain_page
-from ..schemas import AUTH_ERRORS, RetrainLaunched, RetrainStatus
+from ..retrain_page import render_health, render_retrain_page
+from ..schemas import AUTH_ERRORS, ModelHealthSummary, RetrainLaunched, RetrainStatus
 
 TAGS = ["retraining"]
 
@@ -24,18 +26,39 @@ def add_retrain_routes(router: APIRouter, serving: Serving) -> None:
     dagster = DagsterClient(settings.dagster_url, settings.dagster_location, settings.dagster_repository)
     job = settings.dagster_retrain_job
 
+    def health() -> ModelHealthSummary:
+        current = serving.holder.served
+        return read_health(settings.store_url, settings.decisions_dir / "archive", model_name,
+                           current.version if current else None)  # fmt: skip
+
+    # Plain `def` handlers: FastAPI runs them in its threadpool, so the log's query and the archive's
+    # file reads never block the event loop that answers predictions.
     @router.get("/retrain", response_class=HTMLResponse, tags=TAGS, summary="A page with one Retrain button")
     def retrain_page(request: Request) -> HTMLResponse:
-        current = serving.holder.served
+        summary = health()
         page = render_retrain_page(
             model_name,
-            current.version if current else None,
+            summary.model_version,
             job,
             token_env=None if configured_tokens(ADMIN_TOKEN_ENV) else ADMIN_TOKEN_ENV,
             launch_url=request.url_for("retrain").path,
             status_url=request.url_for("retrain_status", run_id="RUN_ID").path,
+            health=render_health(summary, request.url_for("retrain_health").path),
         )
         return HTMLResponse(page)
+
+    @router.get(
+        "/retrain/health", response_model=ModelHealthSummary, tags=TAGS,
+        summary="The model's health: AUC per day, the last drift alarms, the last retraining decisions",
+        description="What the Retrain page shows, as JSON. From the monitoring log: each day's newest drift check "
+        "(realised AUC once labels arrive, the estimate from calibrated scores with its interval, the promised AUC "
+        "of the version serving then), newest day first, and the newest checks at level flag or alert; from the "
+        "decisions archive: the newest decisions with their outcome. Only the newest checks and archive files are "
+        "read, so the answer costs the same whatever the history. Read-only and not secret, so it needs no token, "
+        "like GET /health. An empty log is `monitoring_log: empty`; one that cannot be read, `unreadable`.",
+    )  # fmt: skip
+    def retrain_health() -> ModelHealthSummary:
+        return health()
 
     @router.post(
         "/retrain", response_model=RetrainLaunched, status_code=202, tags=TAGS, dependencies=[ADMIN],
