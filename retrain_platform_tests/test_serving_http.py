@@ -30,7 +30,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from retrain_platform.core.decisions import RetrainingDecision
 from retrain_platform.datasets import get_spec
+from retrain_platform.decisions.folder import DecisionFolder
+from retrain_platform.monitoring.log import MonitoringLog
 from retrain_platform.names import MODEL_TAG, TRIGGER_TAG
 from retrain_platform.registry import CHALLENGER
 from retrain_platform.settings import Settings
@@ -43,6 +46,7 @@ from retrain_platform_tests.serving_fixtures import (
     register_flight_models,
 )
 from serving.app import create_app
+from serving.health_summary import DECISIONS_READ, newest_decisions
 from serving.ids import prediction_id, prediction_ids
 from serving.model_holder import ModelHolder
 from serving.schemas import example_row
@@ -724,6 +728,107 @@ def test_retrain_reports_dagster_errors(tmp_path, mlflow_server, dagster):
     with UvicornThread(create_app(down)) as running, httpx.Client(base_url=running.url) as http:
         unreachable = http.post("/retrain", headers=AUTH)
         assert unreachable.status_code == 503 and "did not answer" in unreachable.json()["detail"]
+
+
+# -- the model's health on the Retrain page ------------------------------------------------------
+def check(at: datetime, level: str = "ok", version: str = "1", event_time: datetime | None = None, **values) -> dict:
+    """A row of the monitoring log's `drift_checks`, as monitoring writes it."""
+    drifted = values.pop("drifted_columns", [])
+    return {"checked_at": at, "event_time": event_time, "model_version": version, "source": "drift_sensor",
+            "rows": 500, "level": level, "n_drifted": len(drifted), "share_drifted": len(drifted) / 17,
+            "dataset_drift": level in ("flag", "alert"), "drifted_columns": drifted, **values}  # fmt: skip
+
+
+def archive_decision(folder, when: datetime, retrain: bool, reason: str, trigger: str, status: str) -> None:
+    decision = RetrainingDecision(decision_date=when, retrain=retrain, reason=reason, trigger=trigger, source="test")
+    archived = folder.keep(decision, f"{when:%Y%m%dT%H%M%S}-{trigger}.json", {"status": status, "taken_by": "test"})
+    os.utime(archived, ns=(int(when.timestamp() * 1e9),) * 2)  # the archive's order is its files' times
+
+
+def test_retrain_health_shows_auc_per_day_alarms_and_decisions(client, server):
+    day = datetime(2013, 6, 3, tzinfo=UTC)
+    log = MonitoringLog(server.settings.store_url)
+    for row in [
+        check(day + timedelta(hours=2), realised_auc=0.70, promised_auc=0.74, event_time=day + timedelta(hours=1)),
+        check(day + timedelta(hours=5), realised_auc=0.71, promised_auc=0.74, estimated_auc=0.72,
+              estimated_auc_low=0.69, estimated_auc_high=0.75, event_time=day + timedelta(hours=4)),
+        check(day + timedelta(days=1), "flag", drifted_columns=["wind_speed", "precip"], drifted_importance=0.45,
+              estimated_auc=0.66, estimated_auc_low=0.62, estimated_auc_high=0.70, promised_auc=0.74,
+              event_time=day + timedelta(days=1, hours=2)),
+        # No event time: the day is its check's.
+        check(day + timedelta(days=2, hours=1), "warn", version="2", promised_auc=0.76),
+        check(day + timedelta(days=2, hours=3), "alert", version="2", drifted_columns=["visib"],
+              drifted_importance=0.6, promised_auc=0.76),
+    ]:  # fmt: skip
+        log.record(row)
+    log.close()
+    folder = DecisionFolder(server.settings.decisions_dir).create()
+    archive_decision(folder, day + timedelta(days=1, hours=3), True, "drift on wind_speed, precip; retraining",
+                     "drift", "retrain")  # fmt: skip
+    archive_decision(folder, day + timedelta(days=2, hours=4), False, "analyst <b>suspects</b> delays; not retraining: "
+                     "cooldown", "manual", "no-retrain")  # fmt: skip
+
+    answer = client.get("/retrain/health")  # no token: read-only, like /health
+    assert answer.status_code == 200, answer.text
+    health = answer.json()
+    assert health["model_version"] == client.get("/health").json()["model_version"] is not None
+    assert health["monitoring_log"] == "ok" and health["checks_read"] == 5 and health["decisions_unreadable"] == 0
+    assert [d["day"] for d in health["days"]] == ["2013-06-05", "2013-06-04", "2013-06-03"]
+    newest, flagged, first = health["days"]
+    assert (newest["level"], newest["model_version"], newest["promised_auc"]) == ("alert", "2", 0.76)
+    assert (flagged["estimated_auc"], flagged["estimated_auc_low"], flagged["estimated_auc_high"]) == (0.66, 0.62, 0.70)
+    assert first == {"day": "2013-06-03", "checked_at": "2013-06-03T05:00:00Z", "model_version": "1", "level": "ok",
+                     "realised_auc": 0.71, "estimated_auc": 0.72, "estimated_auc_low": 0.69,
+                     "estimated_auc_high": 0.75, "promised_auc": 0.74}  # the day's newest check  # fmt: skip
+    assert [(a["level"], a["drifted_columns"], a["drifted_importance"], a["event_time"]) for a in health["alarms"]] == [
+        ("alert", ["visib"], 0.6, None), ("flag", ["wind_speed", "precip"], 0.45, "2013-06-04T02:00:00Z")]
+    assert [(d["trigger"], d["retrain"], d["status"]) for d in health["decisions"]] == [
+        ("manual", False, "no-retrain"), ("drift", True, "retrain")]
+    assert health["decisions"][1]["decision_date"] == "2013-06-04T03:00:00Z"
+
+    page = client.get("/retrain")
+    assert page.status_code == 200
+    days = page.text.split('id="health-days"')[1].split("</table>")[0]
+    assert days.index("2013-06-05") < days.index("2013-06-04") < days.index("2013-06-03")
+    assert ">0.710<" in days and "0.720 <span" in days and "(0.690&ndash;0.750)" in days and ">0.740<" in days
+    assert ">0.700<" not in days  # an older check of the same day
+    alarms = page.text.split('id="health-alarms"')[1].split("</table>")[0]
+    assert "wind_speed, precip" in alarms and ">45%<" in alarms and ">60%<" in alarms and "2013-06-04 02:00" in alarms
+    decisions = page.text.split('id="health-decisions"')[1].split("</table>")[0]
+    assert "analyst &lt;b&gt;suspects&lt;/b&gt; delays" in decisions and ">no-retrain<" in decisions
+    assert "2013-06-04 03:00" in decisions and "<script" not in page.text.split('id="health"')[1].split("</section>")[0]
+    assert '<button id="retrain">' in page.text  # the button is still there, above the health
+
+    operation = client.get("/openapi.json").json()["paths"]["/retrain/health"]["get"]
+    assert "security" not in operation and "needs no token" in operation["description"]
+
+
+def test_retrain_health_says_plainly_when_the_log_is_empty(tmp_path, mlflow_server, monkeypatch):
+    monkeypatch.setenv("RETRAIN_ADMIN_TOKEN", "")  # the page works without a token too
+    settings = settings_for(tmp_path, mlflow_server, dataset="breast_cancer")  # no model: starts at once
+    with UvicornThread(create_app(settings)) as running, httpx.Client(base_url=running.url) as http:
+        health = http.get("/retrain/health").json()
+        page = http.get("/retrain")
+    assert health == {"model_name": get_spec("breast_cancer").model_name, "model_version": None,
+                      "monitoring_log": "empty", "monitoring_error": None, "checks_read": 0, "days": [],
+                      "alarms": [], "decisions": [], "decisions_unreadable": 0}  # fmt: skip
+    assert page.status_code == 200 and 'id="no-token"' in page.text
+    assert "The monitoring log is empty: no drift check has run yet" in page.text
+    assert "No retraining decision taken yet." in page.text and 'id="health-days"' not in page.text
+
+
+def test_retrain_health_reads_only_the_newest_decisions_and_counts_unreadable_ones(tmp_path):
+    folder = DecisionFolder(tmp_path).create()
+    start = datetime(2013, 1, 1, tzinfo=UTC)
+    for n in range(DECISIONS_READ + 5):
+        archive_decision(folder, start + timedelta(days=n), False, f"decision {n}", "schedule", "no-retrain")
+    broken = folder.archive / "broken.json"
+    broken.write_text("{not json")
+    os.utime(broken, ns=(int((start + timedelta(days=99)).timestamp() * 1e9),) * 2)
+    decisions, unreadable = newest_decisions(folder.archive)
+    assert unreadable == 1 and len(decisions) == DECISIONS_READ - 1
+    assert [d.reason for d in decisions[:2]] == [f"decision {DECISIONS_READ + 4}", f"decision {DECISIONS_READ + 3}"]
+    assert newest_decisions(tmp_path / "nowhere") == ([], 0)
 
 
 @pytest.mark.parametrize("make_ids", [prediction_ids, lambda count: [prediction_id() for _ in range(count)]],
