@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from retrain_platform.decisions.folder import oldest_first
 from retrain_platform.monitoring.log import MonitoringLog
 
 from .schemas import HealthAlarm, HealthDay, HealthDecision, ModelHealthSummary
@@ -62,15 +63,8 @@ def newest_decisions(archive: Path, limit: int = DECISIONS_READ) -> tuple[list[H
     """The newest `limit` archived decisions, newest first (the order `DecisionFolder.taken` keeps:
     by modification time, then name), and how many of them could not be read. Only the newest
     files are opened, however large the archive grows."""
-    found = []
-    for path in archive.glob("*.json") if archive.is_dir() else []:
-        try:
-            if not path.name.startswith("."):
-                found.append((path.stat().st_mtime_ns, path.name, path))
-        except FileNotFoundError:  # taken away between the listing and the look
-            continue
     decisions, unreadable = [], 0
-    for *_, path in sorted(found)[-limit:][::-1]:
+    for path in oldest_first(archive)[-limit:][::-1]:
         try:
             record = json.loads(path.read_text())
             outcome = record.get("outcome") or {}

@@ -33,6 +33,19 @@ def _free(folder: Path, stem: str, suffix: str) -> Path:
     return path
 
 
+def oldest_first(folder: Path) -> list[Path]:
+    """The decision files of a folder, oldest first (by modification time, then name); hidden
+    files (being written) are skipped."""
+    found = []
+    for path in folder.glob("*.json") if folder.is_dir() else []:
+        try:
+            if not path.name.startswith(".") and path.is_file():
+                found.append((path.stat().st_mtime_ns, path.name, path))
+        except FileNotFoundError:  # taken away between the listing and the look
+            continue
+    return [path for *_, path in sorted(found)]
+
+
 @dataclass(frozen=True)
 class DecisionFolder:
     root: Path
@@ -61,15 +74,8 @@ class DecisionFolder:
         return write_atomically(_free(self.inbox, name, ".json"), decision.to_json())
 
     def pending(self) -> list[Path]:
-        """Inbox files, oldest first (by modification time, then name); hidden files are skipped."""
-        found = []
-        for path in self.inbox.glob("*.json") if self.inbox.is_dir() else []:
-            try:
-                if not path.name.startswith(".") and path.is_file():
-                    found.append((path.stat().st_mtime_ns, path.name, path))
-            except FileNotFoundError:  # taken away between the listing and the look
-                continue
-        return [path for *_, path in sorted(found)]
+        """Inbox files, oldest first."""
+        return oldest_first(self.inbox)
 
     @staticmethod
     def age_seconds(path: Path) -> float:
@@ -109,9 +115,4 @@ class DecisionFolder:
 
     def taken(self) -> list[dict]:
         """The archived decisions, in the order they were taken."""
-        files = (
-            sorted(self.archive.glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
-            if self.archive.is_dir()
-            else []
-        )
-        return [json.loads(p.read_text()) for p in files]
+        return [json.loads(p.read_text()) for p in oldest_first(self.archive)]
