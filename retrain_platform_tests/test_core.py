@@ -21,7 +21,7 @@ from retrain_platform.core.gates import (
     gates_markdown,
 )
 from retrain_platform.core.metrics import best_f1_threshold, classification_metrics
-from retrain_platform.core.predictor import FeatureEncoder, Predictor, PublicRowScorer, SingleRowScorer
+from retrain_platform.core.predictor import FeatureEncoder, LightGBMPredictor, PublicRowScorer, SingleRowScorer
 from retrain_platform.core.split import time_split
 from retrain_platform.core.validation import build_schema, check_row_count, check_schema, check_window_coverage
 from retrain_platform.core.window import Window, select_window
@@ -127,7 +127,7 @@ def test_single_row_fast_path_scores_as_the_booster_does(flights):
     sample = flights.head(3_000)
     encoder = FeatureEncoder(FLIGHTS)
     booster = _small_booster(sample)
-    predictor = Predictor(booster, FLIGHTS, threshold=0.5)
+    predictor = LightGBMPredictor(booster, FLIGHTS, threshold=0.5)
     rows = sample[FLIGHTS.feature_names].tail(300).to_dict("records")
     rows[0] = {**rows[0], "dest": "NOPE", "temp": None}  # unseen category and a missing value
     expected = booster.predict(encoder.frame(pd.DataFrame(rows)))
@@ -168,14 +168,14 @@ def test_private_lightgbm_fast_path_still_works_on_this_lightgbm(flights):
     worst = float(np.max(np.abs(got - expected)))
     assert worst <= 1e-12, f"{version}: the fast path differs from Booster.predict by {worst:.3g} on {len(rows)} rows; {fix}"
 
-    predictor = Predictor(booster, FLIGHTS, threshold=0.5)
+    predictor = LightGBMPredictor(booster, FLIGHTS, threshold=0.5)
     predictor.score_one(rows[0])
     assert isinstance(predictor._single, SingleRowScorer), f"{version}: Predictor fell back to Booster.predict; {fix}"
 
 
 def test_one_row_scores_from_many_threads_at_once(flights):
     sample = flights.head(3_000)
-    predictor = Predictor(_small_booster(sample), FLIGHTS, threshold=0.5)
+    predictor = LightGBMPredictor(_small_booster(sample), FLIGHTS, threshold=0.5)
     rows = sample[FLIGHTS.feature_names].tail(400).to_dict("records")
     expected = predictor.score_rows(rows)
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -190,7 +190,7 @@ def test_one_row_falls_back_to_the_public_api_when_the_fast_path_breaks(flights,
     monkeypatch.setattr(predictor_module, "SingleRowScorer", broken)
     sample = flights.head(3_000)
     booster = _small_booster(sample)
-    predictor = Predictor(booster, FLIGHTS, threshold=0.5)
+    predictor = LightGBMPredictor(booster, FLIGHTS, threshold=0.5)
     rows = sample[FLIGHTS.feature_names].tail(200).to_dict("records")
     with caplog.at_level(logging.WARNING, logger=predictor_module.__name__):
         got = [predictor.score_one(row) for row in rows]

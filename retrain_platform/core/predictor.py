@@ -1,4 +1,6 @@
-"""The native LightGBM predictor: one encoding for training and inference, no pyfunc wrapper.
+"""What serving scores with: the `Predictor` contract, and its native LightGBM implementation
+(the logistic one is `core.linear.LinearPredictor`). One encoding for training and inference, no
+pyfunc wrapper.
 
 Categorical values become their index in the spec's category list, so codes are stable across
 data windows and model versions; a value outside the list (or missing) becomes NaN, which LightGBM
@@ -13,6 +15,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import lightgbm as lgb
 import numpy as np
@@ -83,7 +86,7 @@ class SingleRowScorer:
     The platform's only use of private LightGBM API (`lightgbm.basic._LIB`, `_c_str`, `_safe_call`,
     `Booster._handle`), kept because the public `Booster.predict` costs two to three times as much
     per row (benchmarks/one_row_predict.py). If an upgrade breaks it, `test_core` fails naming the
-    LightGBM version, and `Predictor` scores through `Booster.predict` meanwhile."""
+    LightGBM version, and `LightGBMPredictor` scores through `Booster.predict` meanwhile."""
 
     NORMAL, FLOAT64 = 0, 1  # C_API_PREDICT_NORMAL, C_API_DTYPE_FLOAT64
 
@@ -135,12 +138,35 @@ def one_row_scorer(booster: lgb.Booster, columns: int) -> SingleRowScorer | Publ
         return PublicRowScorer(booster, columns)
 
 
+@runtime_checkable
+class Predictor(Protocol):
+    """A served model of any kind: gates, serving and monitoring use only this."""
+
+    spec: DatasetSpec
+    threshold: float
+    version: str | None
+    kind: str  # "lightgbm" or "logistic": how the registry logs and loads it
+
+    def scores(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+    def score_rows(self, rows: list[dict]) -> np.ndarray: ...
+
+    def score_one(self, row: dict) -> float:
+        """One row on the request path: microseconds, not milliseconds."""
+        ...
+
+    def importance(self) -> dict[str, float]:
+        """How much the model leans on each feature (any scale: callers use shares)."""
+        ...
+
+
 @dataclass
-class Predictor:
+class LightGBMPredictor:
     booster: lgb.Booster
     spec: DatasetSpec
     threshold: float
     version: str | None = None
+    kind: str = "lightgbm"
 
     def __post_init__(self):
         self.encoder = FeatureEncoder(self.spec)

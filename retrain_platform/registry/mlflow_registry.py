@@ -13,17 +13,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import lightgbm as lgb
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException, RestException
-from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from retrain_platform.core import clock
 from retrain_platform.core.predictor import Predictor
 from retrain_platform.datasets import get_spec
+
+from .flavours import KIND_TAG, LIGHTGBM, log_predictor, read_predictor
 
 PRODUCTION = "production"
 CHALLENGER = "challenger"
@@ -98,14 +97,15 @@ class ModelRegistry:
         return self.alias_version(PRODUCTION)
 
     def load_predictor(self, version: str) -> Predictor:
+        """The version's native predictor, of whichever kind was registered."""
         info = self.version_info(version)
         # Download through this registry's own URI: the fluent loaders follow the process-wide one.
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=self.client.get_model_version_download_uri(self.model_name, str(version)),
             tracking_uri=self.tracking_uri,
         )
-        booster = mlflow.lightgbm.load_model(local)
-        return Predictor(booster, get_spec(info.tags["dataset"]), info.threshold, version=str(version))
+        kind = info.tags.get(KIND_TAG, LIGHTGBM)
+        return read_predictor(local, kind, get_spec(info.tags["dataset"]), info.threshold, str(version))
 
     def run_metrics(self, version: str) -> dict[str, float]:
         info = self.version_info(version)
@@ -129,24 +129,13 @@ class ModelRegistry:
 
     # -- writing ------------------------------------------------------------------------------
     def register_challenger(self, predictor: Predictor, tags: dict[str, str], example_rows: pd.DataFrame) -> str:
-        """Log the booster in the active MLflow run, register it as a new version, alias `challenger`.
+        """Log the model in the active MLflow run, register it as a new version, alias `challenger`.
 
-        `example_rows` are a few raw rows; the logged example is what the native booster takes.
-        """
-        input_example = predictor.encoded(example_rows)
-        info = mlflow.lightgbm.log_model(
-            predictor.booster,
-            name="model",
-            registered_model_name=self.model_name,
-            input_example=input_example,
-            signature=infer_signature(input_example, predictor.booster.predict(input_example.to_numpy())),
-            # Named, not inferred: inference loads the model in a subprocess, seconds per version.
-            pip_requirements=[f"lightgbm=={lgb.__version__}", f"mlflow=={mlflow.__version__}",
-                              f"pandas=={pd.__version__}", f"numpy=={np.__version__}"],
-            metadata={"dataset": predictor.spec.name, "decision_threshold": predictor.threshold},
-        )  # fmt: skip
+        `example_rows` are a few raw rows, the input example of the logged model."""
+        info = log_predictor(predictor, self.model_name, example_rows)
         version = str(info.registered_model_version)
-        all_tags = {**tags, "dataset": predictor.spec.name, "decision_threshold": repr(predictor.threshold)}
+        all_tags = {**tags, "dataset": predictor.spec.name, "decision_threshold": repr(predictor.threshold),
+                    KIND_TAG: predictor.kind}  # fmt: skip
         for key, value in all_tags.items():
             self.client.set_model_version_tag(self.model_name, version, key, str(value))
         self.client.set_registered_model_alias(self.model_name, CHALLENGER, version)

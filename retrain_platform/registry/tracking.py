@@ -12,16 +12,25 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
 
 
 def record_candidate(tracker, registry: ModelRegistry, trained: TrainedModel, window: str, tags: dict[str, str], example_rows) -> str:
-    """`tracker` is the fluent mlflow module or dagster-mlflow's MlFlow (same methods); returns the version."""
+    """`tracker` is the fluent mlflow module or dagster-mlflow's MlFlow (same methods); returns the version.
+
+    Every candidate's validation figures land as `candidate_<kind>_validation_<metric>`, the choice
+    and its reason as tags; `validation_*` are the chosen kind's before its refit."""
     run = tracker.active_run()
-    tracker.log_params({**trained.params, **{f"rows_{k}": v for k, v in trained.rows.items()}, "data_window": window})
+    params = {k: ("" if v is None else v) for k, v in trained.params.items()}
+    tracker.log_params({**params, **{f"rows_{k}": v for k, v in trained.rows.items()}, "data_window": window})
+    candidates = {}
+    for candidate in trained.candidates:
+        candidates |= _prefixed(f"candidate_{candidate.kind}_validation", candidate.validation_metrics)
     tracker.log_metrics({
         **_prefixed("validation", trained.validation_metrics),
         **_prefixed("holdout", trained.holdout_metrics),
-        **_prefixed("baseline_holdout", trained.baseline_holdout_metrics),
-        "best_iteration": trained.best_iteration,
+        **candidates,
+        "trees": trained.trees,
     })  # fmt: skip
-    tracker.set_tags({"dataset": trained.predictor.spec.name, "data_window": window})
+    tracker.log_dict(trained.candidates_table(), "candidates/validation.json")
+    tracker.set_tags({"dataset": trained.predictor.spec.name, "data_window": window,
+                      "model_kind": trained.chosen, "model_choice": trained.reason})  # fmt: skip
     return registry.register_challenger(
         trained.predictor,
         tags={**tags, "data_window": window, "mlflow_run_id": run.info.run_id},

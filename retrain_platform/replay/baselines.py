@@ -26,15 +26,31 @@ def _train(history: pd.DataFrame, spec: DatasetSpec, params: TrainParams, versio
     return predictor, split
 
 
+def _train_before(history: pd.DataFrame, spec: DatasetSpec, cutoff: pd.Timestamp, params: TrainParams,
+                  cache: dict | None, version: str | None = None):  # fmt: skip
+    """A model on the history before `cutoff`; `cache` (one per history and params) shares it
+    between policies that retrain on the same days."""
+    if cache is not None and cutoff in cache:
+        predictor, split = cache[cutoff]
+        predictor.version = version
+        return predictor, split
+    times = pd.to_datetime(history[spec.timestamp])
+    trained = _train(history[times < cutoff], spec, params, version)
+    if cache is not None:
+        cache[cutoff] = trained
+    return trained
+
+
 def _fit_and_score(train: pd.DataFrame, test: pd.DataFrame, spec: DatasetSpec, params: TrainParams) -> np.ndarray:
     return _train(train, spec, params)[0].scores(test)
 
 
-def static_scores(history: pd.DataFrame, spec: DatasetSpec, until: str, params: TrainParams) -> pd.Series:
+def static_scores(history: pd.DataFrame, spec: DatasetSpec, until: str, params: TrainParams,
+                  cache: dict | None = None) -> pd.Series:  # fmt: skip
     """One model trained on everything before `until`, scoring everything after."""
-    times = pd.to_datetime(history[spec.timestamp])
-    train, test = history[times < until], history[times >= until]
-    return pd.Series(_fit_and_score(train, test, spec, params), index=test.index)
+    test = history[pd.to_datetime(history[spec.timestamp]) >= until]
+    predictor = _train_before(history, spec, pd.Timestamp(until), params, cache)[0]
+    return pd.Series(predictor.scores(test), index=test.index)
 
 
 def oracle_scores(history: pd.DataFrame, spec: DatasetSpec, since: str, lookback_months: int | None,
@@ -63,29 +79,29 @@ def _served_scores(history: pd.DataFrame, spec: DatasetSpec, served: list[tuple[
 
 
 def scheduled_scores(history: pd.DataFrame, spec: DatasetSpec, since: str, retrains: list[pd.Timestamp],
-                     label_delay: pd.Timedelta, params: TrainParams) -> pd.Series:  # fmt: skip
+                     label_delay: pd.Timedelta, params: TrainParams, cache: dict | None = None) -> pd.Series:  # fmt: skip
     """Everything from `since` scored as a platform that retrains on all the history it has labels
     for would score it: the model trained before `since` until the first retrain, and so on."""
-    times = pd.to_datetime(history[spec.timestamp])
-    served = [(pd.Timestamp(since), _train(history[times < since], spec, params)[0])]
-    served += [(day, _train(history[times < day - label_delay], spec, params)[0]) for day in retrains]
+    served = [(pd.Timestamp(since), _train_before(history, spec, pd.Timestamp(since), params, cache)[0])]
+    served += [(day, _train_before(history, spec, day - label_delay, params, cache)[0]) for day in retrains]
     return _served_scores(history, spec, served)
 
 
 def gated_scores(history: pd.DataFrame, spec: DatasetSpec, since: str, retrains: list[pd.Timestamp],
-                 label_delay: pd.Timedelta, params: TrainParams, gates: GateConfig) -> tuple[pd.Series, list[str]]:  # fmt: skip
+                 label_delay: pd.Timedelta, params: TrainParams, gates: GateConfig,
+                 cache: dict | None = None) -> tuple[pd.Series, list[str]]:  # fmt: skip
     """As `scheduled_scores`, but a retrained model serves only if it passes the promotion gates
     against the model serving, on the newest rows it did not learn from (as `evaluation_report`
     judges it). Also returns each retrain's verdict."""
-    times = pd.to_datetime(history[spec.timestamp])
-    champion, promoted = _train(history[times < since], spec, params, "1")[0], pd.Timestamp(since)
+    promoted = pd.Timestamp(since)
+    champion = _train_before(history, spec, promoted, params, cache, "1")[0]
     served, verdicts = [(promoted, champion)], []
     for number, day in enumerate(retrains, start=2):
-        candidate, split = _train(history[times < day - label_delay], spec, params, str(number))
+        candidate, split = _train_before(history, spec, day - label_delay, params, cache, str(number))
         evaluation = evaluate_challenger(candidate, champion, split.holdout, gates,
                                          days_since_promotion=(day - promoted) / pd.Timedelta(days=1))  # fmt: skip
         challenger_auc, champion_auc = evaluation.challenger_metrics["auc"], evaluation.champion_metrics["auc"]
-        verdicts.append(f"{day.date()} v{number} AUC {challenger_auc:.4f} vs v{champion.version} {champion_auc:.4f}, "
+        verdicts.append(f"{day.date()} v{number} ({candidate.kind}) AUC {challenger_auc:.4f} vs v{champion.version} {champion_auc:.4f}, "
                         f"F1 {evaluation.challenger_metrics['f1']:.4f} vs {evaluation.champion_metrics['f1']:.4f}: "
                         f"{evaluation.verdict}")  # fmt: skip
         if evaluation.passed:

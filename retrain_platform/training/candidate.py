@@ -1,16 +1,17 @@
-"""Training: a LightGBM candidate tracked in MLflow and registered as the challenger."""
+"""Training: LightGBM and a logistic model compete on validation rows; the winner, refit on train +
+validation, is tracked in MLflow and registered as the challenger."""
 
 import dagster as dg
 import pandas as pd
 
 from retrain_platform.core.split import reference_rows, time_split
-from retrain_platform.core.training import TrainParams, train_candidate
+from retrain_platform.core.training import KINDS, TrainParams, train_candidate
 from retrain_platform.core.window import Window
 from retrain_platform.registry import PRODUCTION
 from retrain_platform.registry.tracking import record_candidate
 from retrain_platform.resources import DatasetResource, RegistryResource
 
-from .metadata import metrics_table
+from .metadata import candidates_markdown, metrics_table
 from .resources import MlflowTracking
 
 
@@ -20,13 +21,23 @@ class TrainConfig(dg.Config):
     max_rounds: int = 600
     validation_fraction: float = 0.15
     holdout_fraction: float = 0.15
+    model_kinds: list[str] = list(KINDS)  # those that compete on the validation rows
+    refit: bool = True  # learn train + validation once chosen
+    recency_half_life_days: float = 0.0  # 0: every row weighs the same
+
+    def params(self) -> TrainParams:
+        return TrainParams(
+            learning_rate=self.learning_rate, num_leaves=self.num_leaves, max_rounds=self.max_rounds,
+            kinds=tuple(self.model_kinds), refit=self.refit,
+            recency_half_life_days=self.recency_half_life_days or None,
+        )  # fmt: skip
 
 
 def data_window(frame: pd.DataFrame) -> str:
     return Window.of(frame).label()
 
 
-@dg.asset(group_name="training", kinds={"lightgbm", "mlflow"})
+@dg.asset(group_name="training", kinds={"lightgbm", "scikitlearn", "mlflow"})
 def candidate_model(
     context: dg.AssetExecutionContext,
     config: TrainConfig,
@@ -35,10 +46,10 @@ def candidate_model(
     registry: RegistryResource,
     mlflow_tracking: dg.ResourceParam[MlflowTracking],
 ) -> dg.Output[dict]:
-    """LightGBM trained on the window's oldest rows, registered in MLflow as the challenger."""
+    """The best of LightGBM and a logistic model on validation, refit and registered as the challenger."""
     spec = dataset.spec
     split = time_split(validated_features, spec, config.validation_fraction, config.holdout_fraction)
-    params = TrainParams(learning_rate=config.learning_rate, num_leaves=config.num_leaves, max_rounds=config.max_rounds)
+    params = config.params()
     window = data_window(validated_features)
     mlflow = mlflow_tracking.start()
     run = mlflow.active_run()
@@ -71,14 +82,16 @@ def candidate_model(
             "model_version": dg.MetadataValue.url(registry.version_url(spec.model_name, version)),
             "data_window": window,
             "rows": trained.rows,
-            "trees": trained.best_iteration,
+            "model_kind": trained.chosen,
+            "chosen_because": trained.reason,
+            "trees": trained.trees,
             "decision_threshold": trained.predictor.threshold,
             "holdout_auc": trained.holdout_metrics["auc"],
+            "candidates": dg.MetadataValue.md(candidates_markdown(trained)),
             "metrics": dg.MetadataValue.md(
                 metrics_table({
-                    "lightgbm (validation)": trained.validation_metrics,
-                    "lightgbm (holdout)": trained.holdout_metrics,
-                    "logistic baseline (holdout)": trained.baseline_holdout_metrics,
+                    f"{trained.chosen} (validation, before refit)": trained.validation_metrics,
+                    f"{trained.chosen} (holdout)": trained.holdout_metrics,
                 })  # fmt: skip
             ),
         },

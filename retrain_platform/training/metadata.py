@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from retrain_platform.core.training import TrainedModel
 from retrain_platform.datasets.spec import Categorical, DatasetSpec
 
 
@@ -25,3 +26,11 @@ def metrics_table(columns: dict[str, dict[str, float] | None]) -> str:
     for metric in metrics:
         lines.append(f"| {metric} | " + " | ".join(f"{m.get(metric, float('nan')):.4f}" for m in named.values()) + " |")
     return "\n".join(lines)
+
+
+def candidates_markdown(trained: TrainedModel) -> str:
+    """Every candidate's figures on the validation rows, and which one was chosen and why."""
+    refit = trained.params.get("learned_rows")
+    learned = f", then refit on {refit:,} train + validation rows" if trained.params.get("refit") else ""
+    return (f"{metrics_table(trained.candidates_table())}\n\n"
+            f"Chosen: **{trained.chosen}**, {trained.reason}{learned}.")  # fmt: skip
