@@ -1,4 +1,4 @@
-"""The deployment instance (dagster.yaml) on the real PostgreSQL server: runs, checks and tags land there."""
+"""The deployment instance (deploy/dagster.yaml) on the real PostgreSQL server: runs, checks and tags land there."""
 
 import shutil
 import uuid
@@ -31,7 +31,7 @@ def test_deployment_instance_stores_runs_in_postgres(postgres_database, defs, tm
     url, database = postgres_database
     for key, value in {"USER": url.username, "PASSWORD": url.password or "", "HOST": url.host, "DB": database}.items():
         monkeypatch.setenv(f"DAGSTER_PG_{key}", value)
-    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
     instance = dg.DagsterInstance.from_config(str(tmp_path))
     try:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"

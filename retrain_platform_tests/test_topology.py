@@ -4,7 +4,7 @@ as a user drives it.
 Fresh databases for Dagster, MLflow and predictions (made by deploy/init-databases.sh, as in the
 compose stack), then the services of docker-compose.yml with the same commands, each in its own
 process group on a loopback port: the gRPC code server, dagster-webserver and dagster-daemon (the
-repository's dagster.yaml and a workspace pointing at the code server), `mlflow server` on
+deployment's deploy/dagster.yaml and a workspace pointing at the code server), `mlflow server` on
 PostgreSQL with proxied artifacts, and serving. The `retrain` job is launched through the
 webserver's GraphQL API as the Materialize button does, serving moves to the promoted version, and
 the daemon is SIGKILLed mid-run and restarted.
@@ -244,11 +244,11 @@ def topology(postgres_url, tmp_path) -> Iterator[Topology]:
     urls = {name: f"http://127.0.0.1:{ports[name]}" for name in ("dagster", "mlflow", "serving")}
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
-    instance = (REPO / "dagster.yaml").read_text()
-    if url.port not in (None, 5432):  # dagster.yaml names the standard port
+    instance = (REPO / "deploy" / "dagster.yaml").read_text()
+    if url.port not in (None, 5432):  # deploy/dagster.yaml names the standard port
         instance = instance.replace("port: 5432", f"port: {url.port}")
     (dagster_home / "dagster.yaml").write_text(instance)
-    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
+    workspace = yaml.safe_load((REPO / "deploy" / "workspace.yaml").read_text())
     workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=ports["code_server"])
     (tmp_path / "workspace.yaml").write_text(yaml.safe_dump(workspace))
 
