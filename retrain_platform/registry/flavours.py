@@ -21,7 +21,7 @@ from mlflow.pyfunc import PythonModel
 from retrain_platform.core.linear import KIND as LOGISTIC
 from retrain_platform.core.linear import LinearPredictor
 from retrain_platform.core.predictor import LightGBMPredictor, Predictor
-from retrain_platform.datasets.spec import DatasetSpec
+from retrain_platform.datasets import DatasetSpec, get_spec
 
 LIGHTGBM = "lightgbm"
 KIND_TAG = "model_kind"  # absent on versions registered before there was a choice: LightGBM
@@ -33,8 +33,6 @@ class LinearPyfunc(PythonModel):
 
     def load_context(self, context):
         data = json.loads(Path(context.artifacts["linear_model"]).read_text())
-        from retrain_platform.datasets import get_spec
-
         self.predictor = LinearPredictor.from_dict(data, get_spec(data["dataset"]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
