@@ -116,7 +116,7 @@ def register_model(folder: Path, window_days: int):
 
     from retrain_platform.core.features import build_features
     from retrain_platform.core.split import time_split
-    from retrain_platform.core.training import train_candidate
+    from retrain_platform.core.training import TrainParams, train_candidate
     from retrain_platform.core.window import select_window
     from retrain_platform.datasets import FLIGHTS as spec
     from retrain_platform.registry import ModelRegistry, ensure_experiment
@@ -124,7 +124,7 @@ def register_model(folder: Path, window_days: int):
     tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
     raw, window = select_window(spec.load(), spec, window_days)
     split = time_split(build_features(raw, spec), spec)
-    trained = train_candidate(split, spec)
+    trained = train_candidate(split, spec, TrainParams(kinds=("lightgbm",)))  # the served kind these figures are about
     registry = ModelRegistry(tracking_uri, spec.model_name)
     experiment = ensure_experiment(tracking_uri, "serving-benchmark", (folder / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment):

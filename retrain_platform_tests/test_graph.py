@@ -12,7 +12,7 @@ from retrain_platform.replay.report import rejections
 from .conftest import make_settings, run_job
 
 WINDOW = {"window_days": 45, "window_end": "2013-03-31"}
-WEAK = {"max_rounds": 1, "num_leaves": 2, "learning_rate": 0.001}  # one split: passes lenient floors, easy to beat
+WEAK = {"max_rounds": 1, "num_leaves": 2, "learning_rate": 0.001, "model_kinds": ["lightgbm"]}  # one split: easy to beat
 GOOD = {"max_rounds": 120}
 LENIENT = {"auc_floor": 0.5, "recall_floor": 0.0, "cooldown_days": 0.0}
 
