@@ -26,7 +26,6 @@ from retrain_platform.core.monitoring import (
     DriftPolicy,
     Evidence,
     assess_drift,
-    realised_performance,
 )
 from retrain_platform.core.window import event_times
 from retrain_platform.datasets.spec import DatasetSpec
@@ -164,11 +163,6 @@ class Monitor:
     def window(self, version: str, rows: int) -> pd.DataFrame:
         """The newest `rows` predictions served by `version`, scores under the reference's name."""
         return self.store.latest_predictions(rows, model_version=version).rename(columns={"score": SCORE})
-
-    def realised(self, version: str, rows: int, min_labels: int = 200) -> dict[str, float] | None:
-        """Metrics of `version` on its newest labelled predictions; None with too few labels."""
-        labelled = self.store.latest_predictions(rows, model_version=version, labelled=True)
-        return realised_performance(labelled, min_labels).get(version)
 
     def check(self, version: str, rows: int, policy: DriftPolicy = DriftPolicy()) -> DriftCheck | None:
         """The newest `rows` predictions against the reference; None when the version has served
