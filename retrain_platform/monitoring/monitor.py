@@ -1,7 +1,8 @@
 """The monitor: served traffic of the production model against that version's reference.
 
-Plain Python (no Dagster) so that the drift sensor and the drift_report asset share it. The
-reference profile of a version is built once and cached on disk: a check then costs one pass over
+Plain Python (no Dagster) so that the drift sensor, the drift_report and model_health assets share
+it. What a version's checks need (its reference profile, drift calibrations, score calibrator and
+the AUC its holdout promised) is built once and cached on disk: a check then costs one pass over
 the window.
 """
 

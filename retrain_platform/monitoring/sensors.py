@@ -44,9 +44,9 @@ def build_drift_sensor(interval_seconds: int) -> dg.SensorDefinition:
         source: LabelledSource,
         decisions: DecisionsResource,
     ):
-        """Compares the newest served traffic with the production model's reference (fast engine);
-        past the thresholds, or when realised performance falls below the floor, it requests the
-        drift report and a retraining decision."""
+        """Checks the newest served traffic of the production model (calibrated drift, expected,
+        realised and live performance); when that asks for a retrain, it requests the drift report
+        and a retraining decision."""
         spec = dataset.spec
         reg = registry.for_dataset(spec)
         version = reg.production_version()
