@@ -9,7 +9,7 @@ from datetime import datetime
 import dagster as dg
 import pandas as pd
 
-from retrain_platform.core.monitoring import realised_performance
+from retrain_platform.core.monitoring import AucInterval
 from retrain_platform.datasets import DatasetSpec, get_spec
 from retrain_platform.datasets.sources import training_rows
 from retrain_platform.registry import ModelRegistry
@@ -67,8 +67,8 @@ class LabelledSource(dg.ConfigurableResource):
             labelled = store.latest_predictions(rows, model_version=version, labelled=True)
         finally:
             store.close()
-        realised = realised_performance(labelled, min_labels).get(str(version))
-        return realised["auc"] if realised else None
+        realised = AucInterval.of(labelled["label"], labelled["score"]) if len(labelled) >= min_labels else None
+        return realised.auc if realised else None
 
     def label_coverage(self, since: datetime) -> float | None:
         """Share of logged predictions since `since` that have a label; None without a log."""

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from .drift_calibration import CalibratedDrift
 from .estimation import PerformanceEstimate
 from .live_comparison import CHALLENGER_BETTER, LiveComparison, delong_covariance
-from .metrics import classification_metrics
 
 OK, WARN, FLAG, ALERT = "ok", "warn", "flag", "alert"
 
@@ -64,15 +63,6 @@ def assess_drift(drift: CalibratedDrift, policy: DriftPolicy = DriftPolicy()) ->
     return DriftAssessment(level, reasons)
 
 
-def realised_performance(labelled: pd.DataFrame, min_labels: int = 50) -> dict[str, dict[str, float]]:
-    """Metrics per model version from logged predictions that have since been labelled."""
-    out = {}
-    for version, rows in labelled.groupby("model_version"):
-        if len(rows) >= min_labels and rows["label"].nunique() == 2:
-            out[str(version)] = classification_metrics(rows["label"], rows["score"], predicted=rows["predicted_label"])
-    return out
-
-
 @dataclass(frozen=True)
 class AucInterval:
     """An AUC with its DeLong standard error and a normal interval at 95 %."""
@@ -111,6 +101,21 @@ class Evidence:
     estimated: PerformanceEstimate | None = None  # from calibrated scores, before labels
     realised: AucInterval | None = None  # on the newest labelled predictions
     live: LiveComparison | None = None  # against the shadow-scored challenger, same labelled rows
+
+    def figures(self) -> dict[str, float | str]:
+        """Promised, expected and realised AUC with their intervals, and the live difference, as
+        plain numbers for metadata the UI plots over time; what is missing or undefined is left out."""
+        values: dict[str, float | str] = {}
+        for name, interval in (("promised", self.promised), ("realised", self.realised)):
+            if interval is not None:
+                values |= {f"{name}_auc": interval.auc, f"{name}_auc_low": interval.low,
+                           f"{name}_auc_high": interval.high, f"{name}_rows": interval.rows}  # fmt: skip
+        if self.estimated is not None:
+            values |= {"estimated_auc": self.estimated.auc, "estimated_auc_low": self.estimated.auc_low,
+                       "estimated_auc_high": self.estimated.auc_high}  # fmt: skip
+        if self.live is not None:
+            values |= {"live_auc_difference": self.live.difference, "live_verdict": self.live.verdict}
+        return {k: v for k, v in values.items() if not (isinstance(v, float) and math.isnan(v))}
 
 
 def retrain_reasons(evidence: Evidence, auc_floor: float, drift_alone: bool = False) -> tuple[str | None, list[str]]:

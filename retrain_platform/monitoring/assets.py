@@ -1,6 +1,5 @@
 """Monitoring: served traffic against the production model's reference, for people and sensors."""
 
-import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,18 +28,8 @@ class DriftReportConfig(dg.Config):
 
 
 def performance_metadata(evidence: Evidence) -> dict:
-    """Numbers the UI plots over time: promised, expected and realised AUC, and the live difference."""
-    e, values = evidence, {}
-    if e.promised:
-        values["promised_auc"] = e.promised.auc
-    if e.estimated:
-        values |= {"estimated_auc": e.estimated.auc, "estimated_auc_low": e.estimated.auc_low,
-                   "estimated_auc_high": e.estimated.auc_high}  # fmt: skip
-    if e.realised:
-        values |= {"realised_auc": e.realised.auc, "realised_rows": e.realised.rows}
-    if e.live:
-        values |= {"live_auc_difference": e.live.difference, "live_verdict": e.live.verdict}
-    values = {k: v for k, v in values.items() if not (isinstance(v, float) and math.isnan(v))}
+    """Numbers the UI plots over time, with the estimate's caveat beside them."""
+    values = evidence.figures()
     values["estimate_caveat"] = ("expected AUC from calibrated scores: holds when the features shift, not when "
                                  "their relation to the label changes; it never decides alone")  # fmt: skip
     return values

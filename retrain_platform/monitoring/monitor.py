@@ -8,7 +8,6 @@ the window.
 
 from __future__ import annotations
 
-import math
 import pickle
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -92,16 +91,7 @@ class DayHealth:
             values |= {"drift_level": self.check.assessment.level,
                        "drifted_importance": self.check.drift.drifted_importance,
                        "drifted_columns": ", ".join(self.check.drift.drifted_columns) or "none"}  # fmt: skip
-        e = self.evidence
-        for name, interval in (("promised", e.promised), ("realised", e.realised)):
-            if interval is not None:
-                values |= {f"{name}_auc": interval.auc, f"{name}_auc_low": interval.low, f"{name}_auc_high": interval.high}
-        if e.estimated is not None:
-            values |= {"estimated_auc": e.estimated.auc, "estimated_auc_low": e.estimated.auc_low,
-                       "estimated_auc_high": e.estimated.auc_high}  # fmt: skip
-        if e.live is not None:
-            values |= {"live_auc_difference": e.live.difference, "live_verdict": e.live.verdict}
-        return {k: v for k, v in values.items() if not (isinstance(v, float) and math.isnan(v))}
+        return values | self.evidence.figures()
 
 
 @dataclass
@@ -128,6 +118,7 @@ class Monitor:
     def __init__(self, spec: DatasetSpec, registry: ModelRegistry, store: PredictionStore, cache_dir: Path):
         self.spec, self.registry, self.store = spec, registry, store
         self.cache_dir = cache_dir
+        self._loaded: dict[str, VersionProfile] = {}  # a tick's check and evidence read the cache once
 
     def reference(self, version: str) -> pd.DataFrame:
         """What the version learned from, in arrival order."""
@@ -140,7 +131,9 @@ class Monitor:
         """The version's cached profile, with a drift calibration at `window_size` if given: built
         once, then read from the cache (a check costs one pass over its window)."""
         path = self.cache_dir / f"{self.registry.model_name}-v{version}.monitor.pkl"
-        cached: VersionProfile | None = pickle.loads(path.read_bytes()) if path.exists() else None
+        cached = self._loaded.get(version)
+        if cached is None and path.exists():
+            cached = self._loaded[version] = pickle.loads(path.read_bytes())
         if cached is not None and (window_size is None or window_size in cached.calibrations):
             return cached
         reference = self.reference(version)
@@ -159,6 +152,7 @@ class Monitor:
             cached.calibrations[window_size] = DriftCalibration.fit(reference, cached.profile, window_size,
                                                                     cached.importance)  # fmt: skip
         write_atomically(path, pickle.dumps(cached))  # a concurrent sensor tick never reads half a profile
+        self._loaded[version] = cached
         return cached
 
     def window(self, version: str, rows: int) -> pd.DataFrame:
