@@ -2,7 +2,7 @@
 
 Everything dataset-specific is derived from a `DatasetSpec`: the Pandera schema, the model's
 numeric and categorical features, the serving request model and the drift column types. A new
-dataset is a new spec, not new code.
+dataset is a new YAML file in the datasets folder (catalog.py), not new code.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
+
+from retrain_platform.core.gates import GateConfig
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class DatasetSpec:
     auc_floor: float = 0.5
     recall_floor: float = 0.0
     min_rows: int = 1_000
+    gates: GateConfig = field(default_factory=GateConfig)  # this dataset's promotion gate settings
 
     @property
     def model_name(self) -> str:
