@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
 from typing_extensions import NotRequired, TypedDict  # pydantic wants these on Python 3.11
 
 from retrain_platform.datasets import Categorical, DatasetSpec
@@ -109,7 +109,8 @@ class RequestSchemas:
 
 def request_schemas(spec: DatasetSpec, max_rows: int) -> RequestSchemas:
     """Unknown fields, wrong types, out-of-range values and unknown categories are all rejected
-    (422), naming the field."""
+    (422), naming the field. Strict, as the Pandera schema is: a boolean or a string ("800") is not
+    a number and a date-time is an ISO string, checked by pydantic's own parser at no extra cost."""
     fields = {feature.name: _field(feature) for feature in spec.features} | _context_fields(spec)
     row_name, batch_name = f"{_class_name(spec)}Features", f"{_class_name(spec)}Batch"
     row = TypedDict(row_name, {
@@ -117,10 +118,10 @@ def request_schemas(spec: DatasetSpec, max_rows: int) -> RequestSchemas:
         for name, (kind, info) in fields.items()
     })  # fmt: skip
     row.__doc__ = f"One row of features for dataset {spec.name!r}: {spec.description}"
-    row.__pydantic_config__ = ConfigDict(extra="forbid", json_schema_extra={"examples": [example_row(spec)]})
+    row.__pydantic_config__ = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [example_row(spec)]})
     rows = Annotated[list[row], Field(min_length=1, max_length=max_rows, description=f"1 to {max_rows} rows")]
     batch = TypedDict(batch_name, {"rows": rows})
-    batch.__pydantic_config__ = ConfigDict(extra="forbid")
+    batch.__pydantic_config__ = ConfigDict(extra="forbid", strict=True)
     return RequestSchemas(TypeAdapter(row), TypeAdapter(batch), row_name, batch_name)
 
 
@@ -149,7 +150,9 @@ class Feedback(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prediction_id: str = Field(min_length=1, max_length=64)
-    label: Literal[0, 1] = Field(description="the true outcome")
+    # Not Literal[0, 1], which takes JSON true, false and 1.0 for labels.
+    label: StrictInt = Field(ge=0, le=1, description="the true outcome: 0 or 1",
+                             json_schema_extra={"enum": [0, 1]})
 
 
 class FeedbackAck(BaseModel):
