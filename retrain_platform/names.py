@@ -7,6 +7,7 @@ No Dagster import here, so that serving can read them too.
 RETRAIN_JOB = "retrain"
 MONITOR_JOB = "monitor"
 ROLLBACK_JOB = "rollback_job"
+REEVALUATE_JOB = "reevaluate_challenger"
 
 # Run tags the platform writes and reads back.
 TAG_PREFIX = "retrain_platform/"
@@ -19,6 +20,8 @@ DECISION_DATE_TAG = TAG_PREFIX + "decision_date"
 FORCE_TAG = TAG_PREFIX + "force"
 MODEL_TAG = TAG_PREFIX + "model"
 MODEL_VERSION_TAG = TAG_PREFIX + "model_version"
+# The waiting challenger a re-evaluation is for: it fails rather than evaluate another candidate.
+CHALLENGER_TAG = TAG_PREFIX + "challenger"
 # Runs with this tag are limited to one at a time by the instance config: never two promotions.
 PROMOTION_TAG_KEY = TAG_PREFIX + "promotion"
 PROMOTION_TAGS = {PROMOTION_TAG_KEY: "exclusive"}

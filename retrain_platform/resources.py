@@ -9,6 +9,7 @@ from datetime import datetime
 import dagster as dg
 import pandas as pd
 
+from retrain_platform.core.live_comparison import LiveComparison, compare_shadow
 from retrain_platform.core.monitoring import AucInterval
 from retrain_platform.datasets import DatasetSpec, get_spec
 from retrain_platform.datasets.sources import training_rows
@@ -58,17 +59,28 @@ class LabelledSource(dg.ConfigurableResource):
         finally:
             store.close()
 
-    def realised_auc(self, version: str, rows: int = 5_000, min_labels: int = 200) -> float | None:
-        """AUC of `version` on its newest labelled predictions; None without a log or enough labels."""
+    def _labelled(self, version: str, rows: int) -> pd.DataFrame | None:
+        """The newest `rows` labelled predictions of `version`; None without a log."""
         if not self.prediction_log_url:
             return None
         store = PredictionStore(self.prediction_log_url)
         try:
-            labelled = store.latest_predictions(rows, model_version=version, labelled=True)
+            return store.latest_predictions(rows, model_version=version, labelled=True)
         finally:
             store.close()
-        realised = AucInterval.of(labelled["label"], labelled["score"]) if len(labelled) >= min_labels else None
-        return realised.auc if realised else None
+
+    def realised_auc(self, version: str, rows: int = 5_000, min_labels: int = 200) -> float | None:
+        """AUC of `version` on its newest labelled predictions; None without a log or enough labels."""
+        labelled = self._labelled(version, rows)
+        if labelled is None or len(labelled) < min_labels:
+            return None
+        return AucInterval.of(labelled["label"], labelled["score"]).auc
+
+    def live_comparison(self, champion: str, challenger: str, rows: int = 5_000) -> LiveComparison | None:
+        """The challenger's shadow scores against the champion's on the champion's newest labelled
+        predictions; None without a log or any such row."""
+        labelled = self._labelled(champion, rows)
+        return None if labelled is None else compare_shadow(labelled, challenger)
 
     def label_coverage(self, since: datetime) -> float | None:
         """Share of logged predictions since `since` that have a label; None without a log."""

@@ -16,9 +16,18 @@ from retrain_platform.core.gates import (
     GateConfig,
     Verdict,
     all_passed,
+    awaits_live_evidence,
     evaluate_gates,
     failed,
     gates_markdown,
+    reevaluation_due,
+)
+from retrain_platform.core.live_comparison import (
+    CHALLENGER_BETTER,
+    CHAMPION_BETTER,
+    NO_CLEAR_DIFFERENCE,
+    TOO_FEW_ROWS,
+    LiveComparison,
 )
 from retrain_platform.core.metrics import best_f1_threshold, classification_metrics
 from retrain_platform.core.predictor import FeatureEncoder, LightGBMPredictor, PublicRowScorer, SingleRowScorer
@@ -276,6 +285,59 @@ def test_a_champion_under_the_floor_never_blocks_a_challenger_that_beats_it():
     assert _gate(gates, "cooldown").verdict == Verdict.NOT_APPLICABLE  # a broken champion has no cooldown
     worse = {**weak, "auc": 0.30}  # under the floor and not better than the broken champion: no rescue
     assert "auc_floor" in failed(evaluate_gates(_evidence(challenger=worse, champion=broken), GateConfig(), 0.62, 0.35))
+
+
+def _live(verdict: str, difference: float = 0.03, rows: int = 2_000) -> LiveComparison:
+    return LiveComparison(rows, rows // 5, 0.68, 0.68 + difference, difference, difference - 0.02, difference + 0.02,
+                          0.01, verdict)  # fmt: skip
+
+
+def test_live_evidence_required_waits_decides_and_lifts_the_cooldown():
+    better = {"auc": 0.75, "f1": 0.55, "recall": 0.62, "brier": 0.16}
+    fresh = dict(challenger=better, champion=CHAMPION, days_since_promotion=30.0)
+    required = GateConfig(live_evidence="required")
+    waiting = evaluate_gates(_evidence(**fresh), required, 0.62, 0.35)  # no shadow rows yet
+    assert _gate(waiting, "live_evidence").verdict == Verdict.PENDING and not all_passed(waiting)
+    assert failed(waiting) == [] and awaits_live_evidence(waiting, required)
+    worse_live = evaluate_gates(_evidence(**fresh, live=_live(CHAMPION_BETTER, -0.03)), required, 0.62, 0.35)
+    assert failed(worse_live) == ["live_evidence"] and not awaits_live_evidence(worse_live, required)
+    no_difference = evaluate_gates(_evidence(**fresh, live=_live(NO_CLEAR_DIFFERENCE, 0.0)), required, 0.62, 0.35)
+    assert all_passed(no_difference)
+    recent = fresh | {"days_since_promotion": 1.0}
+    cooling = evaluate_gates(_evidence(**recent, live=_live(NO_CLEAR_DIFFERENCE, 0.0)), required, 0.62, 0.35)
+    assert failed(cooling) == ["cooldown"] and awaits_live_evidence(cooling, required)
+    early = evaluate_gates(_evidence(**recent, live=_live(CHALLENGER_BETTER)), required, 0.62, 0.35)
+    assert all_passed(early) and _gate(early, "cooldown").detail.startswith("early promotion: live evidence favours")
+
+
+def test_live_evidence_advisory_never_blocks_and_off_is_ignored():
+    better = {"auc": 0.75, "f1": 0.55, "recall": 0.62, "brier": 0.16}
+    fresh = dict(challenger=better, champion=CHAMPION, days_since_promotion=30.0, live=_live(CHAMPION_BETTER, -0.03))
+    advisory = evaluate_gates(_evidence(**fresh), GateConfig(), 0.62, 0.35)  # advisory is the default
+    assert all_passed(advisory) and _gate(advisory, "live_evidence").verdict == Verdict.WARN
+    assert _gate(advisory, "live_evidence").detail.startswith("champion better: live AUC 0.6500 vs champion 0.6800 "
+                                                              "on the same 2,000 labelled rows")
+    recent = dict(challenger=better, champion=CHAMPION, days_since_promotion=1.0)
+    cooling = evaluate_gates(_evidence(**recent), GateConfig(), 0.62, 0.35)
+    assert failed(cooling) == ["cooldown"] and awaits_live_evidence(cooling, GateConfig())  # waits, not rejected
+    off = GateConfig(live_evidence="off")
+    ignored = evaluate_gates(_evidence(**recent, live=_live(CHALLENGER_BETTER)), off, 0.62, 0.35)
+    assert failed(ignored) == ["cooldown"] and not awaits_live_evidence(ignored, off)
+    assert _gate(ignored, "live_evidence").verdict == Verdict.NOT_APPLICABLE
+
+
+def test_a_waiting_challenger_is_evaluated_again_only_when_that_can_decide_it():
+    required, advisory = GateConfig(live_evidence="required"), GateConfig()
+    assert reevaluation_due(None, required, cooldown_over=True) is None  # nothing to decide with yet
+    assert reevaluation_due(_live(TOO_FEW_ROWS), required, cooldown_over=True) is None
+    assert reevaluation_due(_live(NO_CLEAR_DIFFERENCE, 0.0), required, cooldown_over=False) is None
+    assert reevaluation_due(_live(NO_CLEAR_DIFFERENCE, 0.0), required, cooldown_over=True)[0] == "cooldown-over"
+    assert reevaluation_due(_live(CHAMPION_BETTER, -0.03), required, cooldown_over=False)[0] == "live-worse"
+    key, reason = reevaluation_due(_live(CHALLENGER_BETTER), advisory, cooldown_over=False)
+    assert key == "live-better" and "on the same 2,000 labelled rows" in reason
+    assert reevaluation_due(None, advisory, cooldown_over=True)[0] == "cooldown-over"
+    assert reevaluation_due(None, advisory, cooldown_over=False) is None
+    assert reevaluation_due(_live(CHALLENGER_BETTER), GateConfig(live_evidence="off"), cooldown_over=True) is None
 
 
 def test_an_emergency_or_a_forced_decision_skips_only_the_cooldown():

@@ -669,8 +669,9 @@ ONE_MONTH = {"window_days": 30, "window_end": "2013-02-28"}
 @pytest.fixture(scope="module")
 def dagster_runs(tmp_path_factory):
     """Dagster's webserver (its ASGI app under uvicorn, as `dagster-webserver` runs it) over an
-    instance that holds three finished runs of the retrain job, run here in-process: rejected by
-    the gates (an AUC floor no model reaches), failed at its first step, and promoted."""
+    instance that holds four finished runs of the retrain job, run here in-process: rejected by
+    the gates (an AUC floor no model reaches), failed at its first step, promoted, and waiting in
+    shadow for live evidence."""
     import dagster as dg
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import EmptyWorkspaceTarget
@@ -690,8 +691,12 @@ def dagster_runs(tmp_path_factory):
             "failed": run_job(defs, instance, raw_data={**ONE_MONTH, "window_end": "the 31st of Smarch"}),
             "promoted": run_job(defs, instance, raw_data=ONE_MONTH, candidate_model=quick,
                                 evaluation_report=GATES_FOR_ANY_MODEL),
+            # Passes offline (even as the champion's twin) and must wait for live evidence.
+            "waiting": run_job(defs, instance, raw_data=ONE_MONTH, candidate_model=quick,
+                               evaluation_report={**GATES_FOR_ANY_MODEL, "min_improvement": -1.0,
+                                                  "max_auc_degradation": 1.0, "live_evidence": "required"}),
         }  # fmt: skip
-        assert [result.success for result in runs.values()] == [False, False, True]
+        assert [result.success for result in runs.values()] == [False, False, True, True]
         with (
             WorkspaceProcessContext(instance, EmptyWorkspaceTarget()) as workspace,
             UvicornThread(create_app_from_workspace_process_context(workspace)) as webserver,
@@ -705,8 +710,8 @@ def test_retrain_status_says_what_a_finished_run_did(tmp_path, mlflow_server, da
         UvicornThread(create_app(settings_for(tmp_path, mlflow_server, dagster_url=url))) as running,
         httpx.Client(base_url=running.url, headers=AUTH, timeout=30) as http,
     ):
-        rejected, failed, promoted = (http.get(f"/retrain/status/{runs[name]}").json()
-                                      for name in ("rejected", "failed", "promoted"))  # fmt: skip
+        rejected, failed, promoted, waiting = (http.get(f"/retrain/status/{runs[name]}").json()
+                                               for name in ("rejected", "failed", "promoted", "waiting"))  # fmt: skip
     assert rejected == {
         "run_id": runs["rejected"], "status": "FAILURE", "dagster_run_url": f"{url}/runs/{runs['rejected']}",
         "outcome": "rejected", "failed_gates": ["auc_floor"], "promoted_version": None, "failed_step": None,
@@ -717,6 +722,8 @@ def test_retrain_status_says_what_a_finished_run_did(tmp_path, mlflow_server, da
     assert (promoted["status"], promoted["outcome"], promoted["failed_gates"]) == ("SUCCESS", "promoted", [])
     # The first version of this registry was rejected, the one after it promoted.
     assert promoted["promoted_version"] == "2" and promoted["detail"] == "Promoted: version 2 is now in production."
+    assert (waiting["status"], waiting["outcome"], waiting["promoted_version"]) == ("SUCCESS", "waiting", None)
+    assert "serves in shadow until live evidence decides it" in waiting["detail"]
 
 
 def test_retrain_reports_dagster_errors(tmp_path, mlflow_server, dagster):

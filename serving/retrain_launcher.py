@@ -47,7 +47,7 @@ query RetrainRunEvents($runId: ID!, $cursor: String) {
           }
           ... on AssetCheckEvaluationEvent {
             evaluation {
-              checkName success description
+              checkName success severity description
               assetKey { path }
               metadataEntries { label ... on JsonMetadataEntry { jsonString } }
             }

@@ -21,7 +21,7 @@ PAGE = """<!doctype html>
  #status {{ margin-top: 1.5rem; white-space: pre-line; }}
  #outcome {{ margin-top: .8rem; padding: .6rem .8rem; border-left: .3rem solid #888; }}
  #outcome:empty {{ display: none; }}
- #outcome.promoted {{ border-color: #2a7; }} #outcome.rejected {{ border-color: #d90; }}
+ #outcome.promoted {{ border-color: #2a7; }} #outcome.rejected, #outcome.waiting {{ border-color: #d90; }}
  #outcome.failed, #outcome.canceled {{ border-color: #c33; }}
  .notice {{ padding: .6rem .8rem; background: #fff4d6; border-left: .3rem solid #d90; }}
  #health {{ margin-top: 2.5rem; }} h3 {{ margin: 1.6rem 0 .4rem; font-size: 1.05rem; }}

@@ -2,7 +2,8 @@
 
 Read from the run's events as Dagster's GraphQL API returns them (RUN_EVENTS in
 retrain_launcher.py): the `gates_passed` check on `evaluation_report` says whether the candidate
-was rejected and by which gates, a `production_model` materialization that it was promoted.
+was rejected and by which gates (or, at severity WARN, that it waits in shadow for live evidence),
+a `production_model` materialization that it was promoted.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal
 
 from retrain_platform.names import EVALUATION_ASSET, GATES_CHECK, PRODUCTION_ASSET
 
-Outcome = Literal["running", "promoted", "rejected", "failed", "canceled", "finished"]
+Outcome = Literal["running", "promoted", "rejected", "waiting", "failed", "canceled", "finished"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ def finished(status: str, events: list[dict]) -> RunOutcome:
     for event in events:
         evaluation = event.get("evaluation")
         if evaluation and evaluation["checkName"] == GATES_CHECK and _is(evaluation["assetKey"], EVALUATION_ASSET):
+            if not evaluation["success"] and evaluation.get("severity") == "WARN":
+                return RunOutcome("waiting", "The challenger passed offline and now serves in shadow until live "
+                                  "evidence decides it. Production is unchanged.")  # fmt: skip
             if not evaluation["success"]:
                 gates = list(_metadata(evaluation["metadataEntries"]).get("failed_gates") or [])
                 named = ", ".join(gates) or evaluation.get("description") or "see the run"

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .gates import Evidence, GateConfig, GateResult, all_passed, evaluate_gates, failed
+from .gates import Evidence, GateConfig, GateResult, Verdict, all_passed, awaits_live_evidence, evaluate_gates, failed
+from .live_comparison import LiveComparison
 from .metrics import classification_metrics
 from .plots import roc_png
 from .predictor import Predictor, is_deterministic, one_row_latency_ms
@@ -18,6 +19,8 @@ class Evaluation:
     challenger_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None
     roc_png: bytes
+    # Not passed, not rejected: the challenger keeps serving in shadow until live evidence decides.
+    waiting: bool = False
 
     @property
     def passed(self) -> bool:
@@ -29,6 +32,9 @@ class Evaluation:
 
     @property
     def verdict(self) -> str:
+        if self.waiting:
+            why = [g.detail for g in self.gates if g.verdict in (Verdict.PENDING, Verdict.FAIL)]
+            return f"wait in shadow for live evidence: {'; '.join(why)}"
         if not self.passed:
             return f"reject: {', '.join(self.failed_gates)} failed"
         rescues = {g.detail for g in self.gates if g.detail.startswith("rescue:")}
@@ -44,6 +50,7 @@ def evaluate_challenger(
     days_since_promotion: float | None = None,
     champion_realised_auc: float | None = None,
     forced: bool = False,
+    live: LiveComparison | None = None,
 ) -> Evaluation:
     spec = challenger.spec
     labels = holdout[spec.target]
@@ -63,6 +70,8 @@ def evaluate_challenger(
         latency_ms=one_row_latency_ms(challenger, holdout),
         champion_realised_auc=champion_realised_auc if champion is not None else None,
         forced=forced,
+        live=live if champion is not None else None,
     )
     gates = evaluate_gates(evidence, config, spec.auc_floor, spec.recall_floor)
-    return Evaluation(gates, challenger_metrics, champion_metrics, roc_png(labels, curves))
+    return Evaluation(gates, challenger_metrics, champion_metrics, roc_png(labels, curves),
+                      waiting=awaits_live_evidence(gates, config))

@@ -9,14 +9,21 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from enum import Enum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
+
+from .live_comparison import CHALLENGER_BETTER, CHAMPION_BETTER, TOO_FEW_ROWS, LiveComparison
 
 
 class Verdict(str, Enum):
     PASS = "pass"
     FAIL = "fail"
     NOT_APPLICABLE = "n/a"
+    # Not yet decidable: the challenger keeps serving in shadow until live evidence decides it.
+    PENDING = "pending"
+    # Advisory live evidence against the challenger: shown, never blocking.
+    WARN = "warn"
 
 
 IMPROVEMENT_METRICS = ("auc", "f1")
@@ -45,6 +52,11 @@ class GateConfig(BaseModel):
     # None: take the dataset spec's floor.
     auc_floor: float | None = None
     recall_floor: float | None = None
+    # Champion against challenger on the same labelled live rows (shadow scores). "required": a
+    # challenger that passed offline waits in shadow for that evidence and is rejected if the
+    # champion is clearly better; "advisory": shown, never blocking; both let a challenger that the
+    # evidence favours skip the cooldown (promoted early); "off": ignored.
+    live_evidence: Literal["required", "advisory", "off"] = "advisory"
 
     @field_validator("improvement_metric")
     @classmethod
@@ -81,6 +93,7 @@ class Evidence:
     latency_ms: float
     champion_realised_auc: float | None = None  # on its labelled predictions; None: too few labels
     forced: bool = False  # a person's decision with `force`
+    live: LiveComparison | None = None  # the challenger's shadow scores against the champion's
 
 
 def rescue(evidence: Evidence, auc_floor: float, recall_floor: float) -> str | None:
@@ -141,6 +154,29 @@ def share(value: float, decimals: int = 2) -> str:
     return f"{value:.{decimals}%}" if math.isfinite(value) else str(value)
 
 
+def live_favours_challenger(evidence: Evidence, config: GateConfig) -> bool:
+    return config.live_evidence != "off" and evidence.live is not None and evidence.live.verdict == CHALLENGER_BETTER
+
+
+def _live_gate(evidence: Evidence, config: GateConfig) -> GateResult:
+    mode, live = config.live_evidence, evidence.live
+    threshold = {"required": "champion not better", "advisory": "advisory", "off": "off"}[mode]
+    if mode == "off":
+        return _not_applicable("live_evidence", threshold, "live evidence is off")
+    if live is None or live.verdict == TOO_FEW_ROWS:
+        rows = f" ({live.rows:,} labelled shadow rows, {live.positives:,} positive)" if live else ""
+        if mode == "required":
+            return GateResult("live_evidence", Verdict.PENDING, None, threshold,
+                              f"the challenger serves in shadow until its live evidence is in{rows}")
+        return _not_applicable("live_evidence", threshold, f"no live evidence yet{rows}")
+    detail = (f"{live.verdict}: live AUC {number(live.challenger_auc)} vs champion {number(live.champion_auc)} "
+              f"on the same {live.rows:,} labelled rows, difference [{live.low:+.4f}, {live.high:+.4f}]")  # fmt: skip
+    if live.verdict != CHAMPION_BETTER:
+        return _result("live_evidence", True, live.difference, threshold, detail)
+    verdict = Verdict.FAIL if mode == "required" else Verdict.WARN
+    return GateResult("live_evidence", verdict, live.difference, threshold, detail)
+
+
 def evaluate_gates(evidence: Evidence, config: GateConfig, auc_floor: float, recall_floor: float) -> list[GateResult]:
     c, p = evidence.challenger, evidence.champion
     auc_floor = config.auc_floor if config.auc_floor is not None else auc_floor
@@ -170,6 +206,7 @@ def evaluate_gates(evidence: Evidence, config: GateConfig, auc_floor: float, rec
             _not_applicable(f"{config.improvement_metric}_improvement", f">= {config.min_improvement:.1%}", why),
             _not_applicable("brier_degradation", f"<= {setting(config.max_brier_degradation)}", why),
             _not_applicable("auc_degradation", f"<= {setting(config.max_auc_degradation)}", why),
+            _not_applicable("live_evidence", config.live_evidence, why),
             _not_applicable("cooldown", f">= {setting(config.cooldown_days)} days", why),
         ]
         return gates
@@ -186,11 +223,14 @@ def evaluate_gates(evidence: Evidence, config: GateConfig, auc_floor: float, rec
     gates.append(_result("auc_degradation", auc_drop <= config.max_auc_degradation, auc_drop,
                          f"<= {setting(config.max_auc_degradation)}",
                          f"challenger AUC {c['auc']:.4f} vs champion {p['auc']:.4f}"))
+    gates.append(_live_gate(evidence, config))
     days = evidence.days_since_promotion
     realised = evidence.champion_realised_auc
     cooldown = f">= {setting(config.cooldown_days)} days"
     if evidence.forced:
         gates.append(_not_applicable("cooldown", cooldown, "a person's decision with force"))
+    elif live_favours_challenger(evidence, config):
+        gates.append(_not_applicable("cooldown", cooldown, "early promotion: live evidence favours the challenger"))
     elif rescued:
         gates.append(_not_applicable("cooldown", cooldown, rescued))
     elif realised is not None and realised < auc_floor:
@@ -204,8 +244,32 @@ def evaluate_gates(evidence: Evidence, config: GateConfig, auc_floor: float, rec
     return gates
 
 
+def reevaluation_due(live: LiveComparison | None, config: GateConfig, cooldown_over: bool) -> tuple[str, str] | None:
+    """Why a challenger waiting in shadow should be evaluated again now (a run key's part, and the
+    reason for people), or None while another evaluation would only find it waiting again."""
+    verdict = live.verdict if live is not None else TOO_FEW_ROWS
+    if config.live_evidence == "off":
+        return None
+    if verdict == CHALLENGER_BETTER:
+        return "live-better", (f"live evidence favours the challenger: AUC {number(live.challenger_auc)} vs "
+                               f"{number(live.champion_auc)} on the same {live.rows:,} labelled rows")  # fmt: skip
+    if config.live_evidence == "required" and verdict == CHAMPION_BETTER:
+        return "live-worse", f"live evidence favours the champion on {live.rows:,} labelled rows"
+    if cooldown_over and (config.live_evidence == "advisory" or verdict != TOO_FEW_ROWS):
+        return "cooldown-over", f"the cooldown is over and the live evidence says: {verdict}"
+    return None
+
+
 def all_passed(gates: list[GateResult]) -> bool:
-    return all(g.verdict != Verdict.FAIL for g in gates)
+    return all(g.verdict not in (Verdict.FAIL, Verdict.PENDING) for g in gates)
+
+
+def awaits_live_evidence(gates: list[GateResult], config: GateConfig) -> bool:
+    """Whether a challenger that did not pass keeps serving in shadow rather than being rejected:
+    nothing failed but the cooldown (which live evidence for it can lift) or a pending live gate."""
+    if config.live_evidence == "off" or all_passed(gates):
+        return False
+    return all(g.verdict != Verdict.FAIL or g.name == "cooldown" for g in gates)
 
 
 def failed(gates: list[GateResult]) -> list[str]:

@@ -119,3 +119,20 @@ def compare_live(labels, champion_scores, challenger_scores, level: float = 0.95
         verdict = NO_CLEAR_DIFFERENCE
     return LiveComparison(rows, positives, float(aucs[0]), float(aucs[1]), difference, float(low), float(high),
                           p_value, verdict)  # fmt: skip
+
+
+def compare_shadow(labelled, challenger: str | None = None, min_rows: int = 1) -> LiveComparison | None:
+    """The live comparison on the labelled production rows a challenger shadow-scored.
+
+    `labelled` is the champion's labelled predictions (`label`, `score`, `shadow_score`,
+    `shadow_version`); `challenger` defaults to the version that shadowed most of them (the newest,
+    if it changed). None with fewer than `min_rows` such rows."""
+    shadowed = labelled[labelled["shadow_score"].notna()] if len(labelled) else labelled
+    if len(shadowed) == 0:
+        return None
+    if challenger is None:
+        challenger = shadowed["shadow_version"].mode().iloc[0]
+    same = shadowed[shadowed["shadow_version"].astype(str) == str(challenger)]
+    if len(same) < max(min_rows, 1):
+        return None
+    return compare_live(same["label"].to_numpy(), same["score"].to_numpy(), same["shadow_score"].to_numpy())

@@ -4,6 +4,7 @@ import dagster as dg
 
 from retrain_platform.settings import Settings
 
+from .challenger import build_challenger_sensor
 from .health import build_model_health, build_model_health_sensor
 from .jobs import MONITORING_ASSETS, monitor_job
 from .resources import MonitoringResource
@@ -17,6 +18,7 @@ def monitoring_definitions(settings: Settings) -> dg.Definitions:
         assets=[*MONITORING_ASSETS, model_health],
         jobs=[monitor_job],
         sensors=[build_drift_sensor(settings.drift_sensor_seconds),
+                 build_challenger_sensor(settings.drift_sensor_seconds),
                  build_model_health_sensor(model_health, settings.health_sensor_seconds)],
         schedules=[daily_monitoring],
         resources={

@@ -19,7 +19,7 @@ from retrain_platform.core.drift import ReferenceProfile
 from retrain_platform.core.drift_calibration import CalibratedDrift, DriftCalibration
 from retrain_platform.core.files import write_atomically
 from retrain_platform.core.estimation import PerformanceEstimate, ScoreCalibrator, estimate
-from retrain_platform.core.live_comparison import compare_live
+from retrain_platform.core.live_comparison import compare_shadow
 from retrain_platform.core.monitoring import (
     AucInterval,
     DriftAssessment,
@@ -186,12 +186,7 @@ class Monitor:
 
     def _evidence(self, check: DriftCheck | None, version: str, labelled: pd.DataFrame, min_labels: int = 200) -> Evidence:
         realised = AucInterval.of(labelled["label"], labelled["score"]) if len(labelled) >= min_labels else None
-        shadowed = labelled[labelled["shadow_score"].notna()] if len(labelled) else labelled
-        live = None
-        if len(shadowed) >= min_labels:
-            challenger = shadowed["shadow_version"].mode().iloc[0]  # the newest challenger, if it changed
-            same = shadowed[shadowed["shadow_version"] == challenger]
-            live = compare_live(same["label"].to_numpy(), same["score"].to_numpy(), same["shadow_score"].to_numpy())
+        live = compare_shadow(labelled, min_rows=min_labels)
         return Evidence(
             drift=check.assessment if check else None,
             promised=self._profile(version).promised,

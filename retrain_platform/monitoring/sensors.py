@@ -68,6 +68,10 @@ def build_drift_sensor(interval_seconds: int) -> dg.SensorDefinition:
         trigger, reasons = retrain_reasons(evidence, spec.auc_floor, monitoring.drift_retrains_alone)
         if trigger is None:
             return dg.SensorResult(skip_reason="; ".join(reasons) or check.assessment.summary(), cursor=json.dumps(state))
+        waiting = reg.waiting_challenger() if trigger == "challenger" else None
+        if waiting:  # a retrain would replace the very challenger the evidence favours
+            return dg.SensorResult(skip_reason=f"version {version}: {'; '.join(reasons)}; challenger v{waiting} "
+                                   "waits in shadow and the challenger sensor promotes it", cursor=json.dumps(state))  # fmt: skip
         now = clock.now()
         held_back = (
             _held_back(context.instance, decisions.policy(), now, reported, monitoring.repeat_after_hours)

@@ -5,8 +5,9 @@ from .mlflow_registry import (
     PRODUCTION,
     ModelRegistry,
     PromotionConflict,
+    WAITING,
     VersionInfo,
     ensure_experiment,
 )
 
-__all__ = ["CHALLENGER", "PRODUCTION", "ModelRegistry", "PromotionConflict", "VersionInfo", "ensure_experiment"]
+__all__ = ["CHALLENGER", "PRODUCTION", "ModelRegistry", "PromotionConflict", "VersionInfo", "WAITING", "ensure_experiment"]

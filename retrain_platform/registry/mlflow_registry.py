@@ -26,6 +26,8 @@ from .flavours import KIND_TAG, LIGHTGBM, log_predictor, read_predictor
 
 PRODUCTION = "production"
 CHALLENGER = "challenger"
+# A version's `evaluation` tag when it passed offline but waits in shadow for live evidence.
+WAITING = "waiting"
 HISTORY_TAG = "production_history"
 HISTORY_LENGTH = 20
 REFERENCE_ARTIFACT = "reference/reference_data.parquet"
@@ -95,6 +97,13 @@ class ModelRegistry:
 
     def production_version(self) -> str | None:
         return self.alias_version(PRODUCTION)
+
+    def waiting_challenger(self) -> str | None:
+        """The challenger serving in shadow until live evidence decides it, if there is one."""
+        version = self.alias_version(CHALLENGER)
+        if version is None or self.version_info(version).tags.get("evaluation") != WAITING:
+            return None
+        return version
 
     def load_predictor(self, version: str) -> Predictor:
         """The version's native predictor, of whichever kind was registered."""

@@ -4,7 +4,7 @@ import dagster as dg
 
 from retrain_platform.settings import Settings
 
-from .jobs import RETRAIN_ASSETS, retrain_job
+from .jobs import RETRAIN_ASSETS, reevaluate_job, retrain_job
 from .promotion import rollback_job
 from .resources import mlflow_tracking
 
@@ -12,7 +12,7 @@ from .resources import mlflow_tracking
 def training_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=RETRAIN_ASSETS,
-        jobs=[retrain_job, rollback_job],
+        jobs=[retrain_job, reevaluate_job, rollback_job],
         resources={
             "mlflow_tracking": mlflow_tracking.configured(
                 {

@@ -9,7 +9,8 @@ from retrain_platform.core.evaluation import evaluate_challenger
 from retrain_platform.core.gates import GateConfig, gates_as_dicts, gates_markdown
 from retrain_platform.core.plots import markdown_image
 from retrain_platform.core.split import time_split
-from retrain_platform.names import EVALUATION_ASSET, FORCE_TAG, GATES_CHECK
+from retrain_platform.names import EVALUATION_ASSET, FORCE_TAG, CHALLENGER_TAG, GATES_CHECK
+from retrain_platform.registry import WAITING
 from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
 
 from .metadata import metrics_table
@@ -40,6 +41,11 @@ def evaluation_report(
     reg = registry.for_dataset(spec)
     holdout = time_split(validated_features, spec, candidate_model["validation_fraction"], candidate_model["holdout_fraction"]).holdout
     champion_version = reg.production_version()
+    challenger_version = candidate_model["version"]
+    expected = context.run.tags.get(CHALLENGER_TAG)
+    if expected and expected != challenger_version:
+        raise dg.Failure(f"this run re-evaluates challenger v{expected}, but the stored candidate is "
+                         f"v{challenger_version}: a newer retrain replaced it")  # fmt: skip
     evaluation = evaluate_challenger(
         challenger=reg.load_predictor(candidate_model["version"]),
         champion=reg.load_predictor(champion_version) if champion_version else None,
@@ -49,24 +55,25 @@ def evaluation_report(
         days_since_promotion=reg.days_since_promotion(champion_version) if champion_version else None,
         champion_realised_auc=source.realised_auc(champion_version) if champion_version else None,
         forced=context.run.tags.get(FORCE_TAG) == "true",
+        live=source.live_comparison(champion_version, challenger_version) if champion_version else None,
     )
     gates, verdict = evaluation.gates, evaluation.verdict
-    reg.tag_version(candidate_model["version"], {
-        "evaluation": "passed" if evaluation.passed else "rejected",
+    reg.tag_version(challenger_version, {
+        "evaluation": "passed" if evaluation.passed else WAITING if evaluation.waiting else "rejected",
         "failed_gates": ",".join(evaluation.failed_gates),
         "champion_at_evaluation": champion_version or "",
         # Both on the challenger's holdout: whether a promotion ever lowered AUC can be read back.
         "holdout_auc": f"{evaluation.challenger_metrics['auc']:.6f}",
         "champion_holdout_auc": f"{evaluation.champion_metrics['auc']:.6f}" if evaluation.champion_metrics else "",
     })  # fmt: skip
-    if not evaluation.passed:  # serving stops shadow-scoring a candidate that will never be promoted
-        reg.clear_challenger(candidate_model["version"])
+    if not (evaluation.passed or evaluation.waiting):  # serving stops shadow-scoring it
+        reg.clear_challenger(challenger_version)
     reg.log_file(candidate_model["mlflow_run_id"], evaluation.roc_png, "evaluation/roc.png")
-    challenger_version = candidate_model["version"]
     report = {
         "challenger_version": challenger_version,
         "champion_version": champion_version,
         "passed": evaluation.passed,
+        "waiting": evaluation.waiting,
         "failed_gates": evaluation.failed_gates,
         "gates": gates_as_dicts(gates),
         "challenger_metrics": evaluation.challenger_metrics,
@@ -93,6 +100,8 @@ def evaluation_report(
     yield dg.AssetCheckResult(
         check_name=GATES_CHECK,
         passed=evaluation.passed,
+        # A waiting challenger is no failure of the run: production stays, the challenger shadows.
+        severity=dg.AssetCheckSeverity.WARN if evaluation.waiting else dg.AssetCheckSeverity.ERROR,
         description=verdict,
         metadata={"failed_gates": evaluation.failed_gates, "gates": dg.MetadataValue.md(gates_markdown(gates))},
     )

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from retrain_platform.core.gates import GateConfig
-from retrain_platform.names import EVALUATION_ASSET, PROMOTION_TAGS, RETRAIN_JOB
+from retrain_platform.names import EVALUATION_ASSET, PROMOTION_TAGS, REEVALUATE_JOB, RETRAIN_JOB
 
 from .candidate import candidate_model, reference_data
 from .evaluation import evaluation_report
@@ -19,6 +19,15 @@ retrain_job = dg.define_asset_job(
     tags=PROMOTION_TAGS,
 )
 
+# The newest candidate, stored by its retrain, evaluated again with the live evidence gathered
+# since: a challenger that waited in shadow is promoted or rejected without training again.
+reevaluate_job = dg.define_asset_job(
+    REEVALUATE_JOB,
+    selection=dg.AssetSelection.assets(evaluation_report, production_model),
+    description="Evaluate the waiting challenger again, now with its live evidence; promote it if every gate passes.",
+    tags=PROMOTION_TAGS,
+)
+
 
 def retrain_run_config(window_days: int, gates: GateConfig | None = None) -> dict:
     """Run config of the retrains the platform launches itself (sensors, schedules)."""
@@ -26,3 +35,7 @@ def retrain_run_config(window_days: int, gates: GateConfig | None = None) -> dic
     if gates is not None:
         ops[EVALUATION_ASSET] = {"config": gates.model_dump(exclude_defaults=True)}
     return {"ops": ops}
+
+
+def reevaluate_run_config(gates: GateConfig | None = None) -> dict:
+    return {"ops": {EVALUATION_ASSET: {"config": gates.model_dump(exclude_defaults=True)}}} if gates else {}

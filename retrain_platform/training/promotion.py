@@ -10,11 +10,17 @@ from retrain_platform.resources import DatasetResource, RegistryResource
 
 
 
-@dg.asset(group_name="deployment", kinds={"mlflow"}, pool=PROMOTION_POOL)
+# Not required: a challenger waiting in shadow for live evidence leaves production as it is,
+# and the run succeeds without materializing it.
+@dg.asset(group_name="deployment", kinds={"mlflow"}, pool=PROMOTION_POOL, output_required=False)
 def production_model(
     context: dg.AssetExecutionContext, evaluation_report: dict, dataset: DatasetResource, registry: RegistryResource
-) -> dg.MaterializeResult:
+):
     """The registry's production alias, moved to the challenger only when every gate passed."""
+    if evaluation_report.get("waiting"):
+        context.log.info(f"challenger v{evaluation_report['challenger_version']} waits in shadow for live evidence; "
+                         "production is unchanged")  # fmt: skip
+        return
     if not evaluation_report["passed"]:
         # The blocking gates check normally stops the run before this; never promote regardless.
         raise dg.Failure(f"challenger rejected by gates: {', '.join(evaluation_report['failed_gates'])}")
@@ -26,7 +32,7 @@ def production_model(
         expected_current=evaluation_report["champion_version"],
         tags={"promoted_by_run": context.run.run_id, "gate_verdicts": json.dumps(verdicts)},
     )
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "version": version,
             "previous_version": previous or "none",

@@ -1,0 +1,44 @@
+"""The challenger sensor: a candidate that passed offline but waits in shadow is evaluated again
+once its live evidence (or the end of the cooldown) can decide it: promoted early when the
+evidence favours it, rejected when the gates require that evidence and it favours the champion."""
+
+import dagster as dg
+
+from retrain_platform.core.gates import reevaluation_due
+from retrain_platform.decisions.resources import DecisionsResource
+from retrain_platform.names import CHALLENGER_TAG, REASON_TAG, TRIGGER_TAG
+from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
+from retrain_platform.training.jobs import reevaluate_job, reevaluate_run_config
+
+
+def build_challenger_sensor(interval_seconds: int) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="challenger_sensor",
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        job=reevaluate_job,
+    )
+    def challenger_sensor(
+        dataset: DatasetResource, registry: RegistryResource, source: LabelledSource, decisions: DecisionsResource
+    ):
+        """Compares the waiting challenger's shadow scores with the champion's on the labelled
+        traffic both scored, and asks for its evaluation again when that can decide it."""
+        reg = registry.for_dataset(dataset.spec)
+        challenger, champion = reg.waiting_challenger(), reg.production_version()
+        if challenger is None or champion is None:
+            return dg.SkipReason("no challenger waits in shadow")
+        gates = decisions.gates()
+        live = source.live_comparison(champion, challenger)
+        days = reg.days_since_promotion(champion)
+        due = reevaluation_due(live, gates, cooldown_over=days is None or days >= gates.cooldown_days)
+        if due is None:
+            rows = f"{live.rows:,} labelled shadow rows" if live else "no labelled shadow rows"
+            return dg.SkipReason(f"challenger v{challenger} waits in shadow ({rows}; {live.verdict if live else 'no verdict'})")
+        key, reason = due
+        return dg.RunRequest(
+            run_key=f"reevaluate:v{challenger}:{key}",
+            run_config=reevaluate_run_config(gates if decisions.retrain_gates else None),
+            tags={TRIGGER_TAG: "challenger", REASON_TAG: reason[:900], CHALLENGER_TAG: challenger},
+        )
+
+    return challenger_sensor
