@@ -1,5 +1,6 @@
 """`retrain-platform`: the command line. It parses arguments and hands over: `dev` to the launcher,
-`replay` and `replay-report` to the replay package (imported only then: it loads Dagster and pandas)."""
+`replay` and `replay-report` to the replay package (imported only then: it loads Dagster and pandas),
+`spec infer` to the datasets package."""
 
 import argparse
 import sys
@@ -30,12 +31,41 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--home", type=Path, required=True, help="the replay's folder")
     report.add_argument("--start", default="2013-03-01")
     report.add_argument("--end", default="2014-01-01", help="exclusive")
+    add_spec_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "spec":
+        return infer_spec_command(args)
     if args.command == "dev":
         return dev(Settings.from_env())
     if args.command == "replay-report":
         return write_replay_report(Settings(home=args.home), args.start, args.end)
     return run_replay_command(args)
+
+
+def add_spec_commands(sub) -> None:
+    spec = sub.add_parser("spec", help="dataset specs (YAML files in the datasets folder)")
+    spec_sub = spec.add_subparsers(dest="spec_command", required=True)
+    infer = spec_sub.add_parser("infer", help="print a draft spec inferred from a data file, to review and keep")
+    infer.add_argument("data", help="a Parquet or CSV file (with --package: a path inside that installed package)")
+    infer.add_argument("--target", required=True, help="the column to predict")
+    infer.add_argument("--name", required=True, help="the dataset's name, and its file's: NAME.yaml")
+    infer.add_argument("--positive", help="the target value that is label 1 (default: 1 or true for a 0/1 column)")
+    infer.add_argument("--time", help="the event time column, if the rows have one")
+    infer.add_argument("--id", help="the id column (generated, under this name, when the data has none)")
+    infer.add_argument("--package", help="an installed Python package whose folder holds DATA, e.g. sklearn.datasets")
+    infer.add_argument("--no-header", action="store_true", help="CSV: the first line is data (columns column_0, ...)")
+
+
+def infer_spec_command(args) -> int:
+    from retrain_platform.datasets.infer import InferError, draft_from_file
+
+    try:
+        print(draft_from_file(args.data, args.name, args.target, args.positive, args.time, args.id,
+                              args.package, header=not args.no_header), end="")  # fmt: skip
+    except (InferError, OSError, ValueError) as err:
+        print(f"retrain-platform spec infer: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def run_replay_command(args) -> int:

@@ -34,6 +34,17 @@ def _hint(error: dict) -> str:
     return ""
 
 
+def _first_per_field(problems: list[str]) -> list[str]:
+    """One problem per field: a value that fits no member of a union fails each member in turn."""
+    seen, kept = set(), []
+    for problem in problems:
+        where = problem.split(": ", 2)[:2]
+        if tuple(where) not in seen:
+            seen.add(tuple(where))
+            kept.append(problem)
+    return kept
+
+
 def read_spec_file(path: Path) -> DatasetFile:
     """The file validated; every problem at once, each with its line."""
     document = LinedYaml(path)
@@ -42,7 +53,7 @@ def read_spec_file(path: Path) -> DatasetFile:
     except ValidationError as err:
         problems = [document.error(e["loc"], e["msg"] + _hint(e), missing=e["type"] == "missing")
                     for e in err.errors(include_url=False)]  # fmt: skip
-        raise SpecError("\n".join(problems)) from None
+        raise SpecError("\n".join(_first_per_field(problems))) from None
     if spec_file.name != path.stem:
         raise SpecError(document.error(("name",), f"{spec_file.name!r} must be the file's name ({path.stem!r})"))
     if spec_file.data.path is not None and not spec_file.data.files(path.parent):

@@ -61,15 +61,18 @@ def dataset_rows(spec_file: DatasetFile, folder: Path) -> pd.DataFrame:
     if spec_file.time and not pd.api.types.is_datetime64_any_dtype(frame[spec_file.time]):
         columns[spec_file.time] = pd.to_datetime(frame[spec_file.time])
     for feature, entry in spec_file.features.items():
-        if isinstance(entry, CategoryFeature) and frame[feature].dtype != object:
+        if isinstance(entry, CategoryFeature) and pd.api.types.infer_dtype(frame[feature], skipna=True) != "string":
             columns[feature] = as_text(frame[feature])
     frame = frame.assign(**columns)
     time = [spec_file.time] if spec_file.time else []
     return frame[[spec_file.id.column, *time, *spec_file.features, target]]
 
 
+def _text(value) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def as_text(codes: pd.Series) -> pd.Series:
-    """Category codes that the file stored as numbers, as the strings a spec lists: 3, not 3.0."""
-    if pd.api.types.is_float_dtype(codes) and (codes.dropna() % 1 == 0).all():
-        codes = codes.astype("Int64")
-    return codes.map(str, na_action="ignore").astype(object)
+    """Category codes the file stored as numbers (in one file of a glob, say), as the strings a
+    spec lists: 3, not 3.0."""
+    return codes.map(_text, na_action="ignore").astype(object)

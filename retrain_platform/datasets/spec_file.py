@@ -8,11 +8,20 @@ import importlib.util
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationInfo,
+                      field_validator, model_validator)
 
 from retrain_platform.core.gates import GateConfig
 
-Number = StrictInt | StrictFloat  # YAML's 0 stays an int, so a spec reads as it was written
+
+
+def _a_number(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be a number, not {value!r}")
+    return value
+
+
+Number = Annotated[int | float, BeforeValidator(_a_number)]  # YAML's 0 stays an int: a spec reads as written
 ColumnName = Annotated[StrictStr, Field(min_length=1)]
 
 
@@ -121,12 +130,19 @@ class DatasetFile(_Entry):
     min_rows: Annotated[StrictInt, Field(ge=1)] = 1_000
     gates: GateConfig = GateConfig()
 
-    @model_validator(mode="after")
-    def _distinct_columns(self) -> DatasetFile:
-        roles = {"id": self.id.column, "time": self.time, "target": self.target.column}
-        for role, column in roles.items():
-            if column in self.features:
+    @field_validator("features")
+    @classmethod
+    def _not_another_role(cls, features: dict, info: ValidationInfo) -> dict:
+        roles = {"id": info.data.get("id"), "time": info.data.get("time"), "target": info.data.get("target")}
+        for role, entry in roles.items():
+            column = getattr(entry, "column", entry)
+            if column in features:
                 raise ValueError(f"{column!r} is the {role} column and a feature: it can only be one")
-        if len({c for c in roles.values() if c}) < len([c for c in roles.values() if c]):
+        return features
+
+    @model_validator(mode="after")
+    def _distinct_roles(self) -> DatasetFile:
+        roles = [c for c in (self.id.column, self.time, self.target.column) if c]
+        if len(set(roles)) < len(roles):
             raise ValueError(f"the id, time and target columns must differ: {roles}")
         return self
