@@ -116,12 +116,12 @@ def shifted_windows(model: Predictor, held_out: pd.DataFrame, windows: int, wind
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--windows", type=int, default=50, help="shifted windows in (a) and (a')")
     parser.add_argument("--window-rows", type=int, default=1_000, help="rows per shifted window in (a) and (a')")
     parser.add_argument("--seed", type=int, default=0, help="the random split, halves and windows of (a) and (a')")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     started = time.perf_counter()
 
     flights = FLIGHTS.load()

@@ -12,14 +12,18 @@ default check size from the odd days: the same period, rows the reference was no
   deviation, one carrier's share doubled (targets: flagged in >= 90 % of windows), and the label
   flipped for a fifth of the rows, which the features cannot show: realised AUC must fall below
   what the model's holdout promised by more than its interval once the labels arrive.
+- Estimation without labels, in the same run: estimation_quality.py with its defaults (skip it
+  with --no-estimation; run that script alone for its options).
 
-    .venv/bin/python benchmarks/monitoring_quality.py [--window 5000] [--windows 20]
+    .venv/bin/python benchmarks/monitoring_quality.py [--window 5000] [--windows 20] [--no-estimation]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+
+import estimation_quality  # the script beside this one (python puts its folder on the path)
 
 import numpy as np
 import pandas as pd
@@ -63,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window", type=int, default=5_000, help="rows per check (the default drift window)")
     parser.add_argument("--windows", type=int, default=20, help="contiguous windows to check")
+    parser.add_argument("--no-estimation", action="store_true", help="skip estimation_quality.py's figures")
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -122,6 +127,9 @@ def main() -> None:
     print(f"  {'label flipped, 1 in 5':<22} realised AUC below the promised {promised:.4f} by more than its interval: "
           f"{share:6.1%} (mean drop {np.mean(drops):.3f})")  # fmt: skip
     print(f"\n{time.perf_counter() - started:.0f} s")
+    if not args.no_estimation:
+        print("\nPerformance estimation without labels (estimation_quality.py):\n")
+        estimation_quality.main([])
 
 
 if __name__ == "__main__":
