@@ -22,6 +22,9 @@ class Settings(BaseModel):
 
     home: Path = Path("~/.retrain_platform")
     dataset: str = "flights"
+    # A folder of dataset YAML files (docs/datasets.md); empty: the shipped ones. The datasets package
+    # reads RETRAIN_DATASETS_DIR itself, since every process that asks for a spec shares the environment.
+    datasets_dir: str = ""
     history_path: str = ""  # a Parquet file of labelled history; empty: the dataset's vendored data
     history_until: str = ""  # ISO date: history rows from this date on are not used (replays)
     train_on_prediction_log: bool = False  # add the labelled prediction log to the training rows
