@@ -64,6 +64,9 @@ class Settings(BaseModel):
     prediction_logging: bool = True  # off: predictions are answered but not written to the store
     store_batch_size: int = 500  # predictions per write to the prediction store
     store_flush_seconds: float = 1.0  # the longest a queued prediction waits for its write
+    # When the local prediction log is synced to disk: none, batch or always (docs/serving.md: what a
+    # power cut can lose with each). A SIGKILL loses nothing answered with any of them.
+    log_sync: str = "batch"
     # Serving stores the log from a process of its own, so the log does not hold the interpreter
     # that answers requests (off: a thread in the serving process).
     store_insert_process: bool = True

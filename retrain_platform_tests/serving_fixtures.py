@@ -5,6 +5,8 @@
 - `UvicornThread`: a real uvicorn server on a free 127.0.0.1 port, in a thread.
 - `MlflowServerThread`: MLflow's own tracking server (its Flask app) on a port, in a thread, that
   can be stopped and started again: a real "registry unreachable".
+- `ServingProcess`: `uvicorn serving.app:app` in a session of its own, as deployed, that can be
+  killed outright (SIGKILL) and started again on the same home, store and port.
 - `postgres_store_url`: a PostgreSQL URL whose tables live in a schema of their own.
 """
 
@@ -14,7 +16,10 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
     from retrain_platform.datasets import DatasetSpec
     from retrain_platform.registry import ModelRegistry
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("RETRAIN_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
@@ -125,6 +131,70 @@ class UvicornThread:
     def __exit__(self, *exc) -> None:
         if self.thread.is_alive():
             self.stop()
+
+
+class ServingProcess:
+    """`uvicorn serving.app:app --workers N`, settings from RETRAIN_* in `env` only. Its output goes
+    to a file, not a pipe that nobody reads (a full pipe would block the workers)."""
+
+    def __init__(self, folder: Path, workers: int, env: dict[str, str]):
+        self.folder, self.port = folder, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "RETRAIN_SERVING_POLL_SECONDS": "30", **env}
+        self.command = [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", "127.0.0.1", "--port",
+                        str(self.port), "--workers", str(workers)]  # fmt: skip
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 90.0) -> ServingProcess:
+        """Start it and wait until /health answers 200 (a model loaded, the log's replay done)."""
+        import httpx
+
+        self.starts += 1
+        self.log = self.folder / f"uvicorn-{self.starts}.log"
+        with self.log.open("wb") as sink:  # a session of its own: its workers go with it, whatever happens here
+            self.process = subprocess.Popen(self.command, cwd=REPO_ROOT, env=self.env, stdout=sink,
+                                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"serving did not start:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+
+    def workers(self) -> list[int]:
+        """The pids of the supervisor's worker processes."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    def kill(self) -> None:
+        """SIGKILL to every process of the server at once: no shutdown code runs anywhere."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """A graceful stop (SIGTERM), as a deployment's stop is; waits for it."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        finally:
+            self.kill()  # workers a supervisor left behind
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def __enter__(self) -> ServingProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None:
+            self.kill()
 
 
 class MlflowServerThread:

@@ -37,11 +37,11 @@ def lifespan(serving: Serving):
     @asynccontextmanager
     async def run(app: FastAPI):
         store = PredictionStore(
-            settings.store_url, batch_size=settings.store_batch_size, flush_interval=settings.store_flush_seconds,
-            # No insert process for a log that is left off.
-            insert_process=settings.store_insert_process and settings.prediction_logging,
+            settings.store_url, log_dir=settings.home_dir / "prediction-log", sync=settings.log_sync,
+            batch_size=settings.store_batch_size, flush_interval=settings.store_flush_seconds,
         )  # fmt: skip
-        store.start()
+        # Replays what a worker killed earlier left unshipped, before the first request.
+        await asyncio.to_thread(store.start)
         serving.store = app.state.store = store
         await asyncio.to_thread(serving.holder.start)
         # Everything loaded so far (libraries, the model) lives as long as the process: keep it out
@@ -51,7 +51,7 @@ def lifespan(serving: Serving):
         try:
             yield
         finally:
-            # Uvicorn has finished the in-flight requests by now; what they queued is flushed here.
+            # Uvicorn has finished the in-flight requests by now; what they logged is shipped here.
             await asyncio.to_thread(serving.holder.stop)
             await asyncio.to_thread(store.close)
 

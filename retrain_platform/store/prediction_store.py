@@ -1,29 +1,27 @@
 """The prediction log and its late labels, in SQL: SQLite by default, PostgreSQL in deployment.
-
-Serving only enqueues predictions (see `BatchWriter`); labels are written at once, since the
-caller wants to know whether its prediction id exists. Monitoring reads the log back as frames.
-"""
+Predictions go through the local log (see `writer`); a label is written at once, since its caller
+wants to know whether the prediction exists. Monitoring reads the log back as frames."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, replace
-from datetime import datetime
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .batch_writer import BatchWriter, WriterStats
-from .insert_process import InsertError, InsertProcess
-from .inserter import PredictionInserter
-from .log_chunks import Chunk, encode_rows, join_chunks, with_shadow_scores
-from .schema import PREDICTION_COLUMNS, create_store_engine, create_tables, is_in_memory, labels, predictions, utcnow
+from .schema import LOG_COLUMNS, PREDICTION_COLUMNS, create_store_engine, create_tables, labels, predictions, utc_time_text
+from .segments import find_line
+from .writer import LogWriter, ShadowModel, WriterStats
 
 if TYPE_CHECKING:
     import pandas as pd
-
-log = logging.getLogger(__name__)
 
 
 def labelled_share(total: int, labelled: int) -> float | None:
@@ -31,24 +29,21 @@ def labelled_share(total: int, labelled: int) -> float | None:
     return labelled / total if total else None
 
 
-def _score_shadows(chunks: list[Chunk]) -> list[Chunk]:
-    """Runs in the writer thread, away from the response path: each challenger scores its chunks
-    together. Chunks whose challenger fails are stored without shadow scores rather than not at all."""
-    by_model: dict[int, list[int]] = {}
-    for index, chunk in enumerate(chunks):
-        if chunk.shadow is not None:
-            by_model.setdefault(id(chunk.shadow), []).append(index)
-    scored = list(chunks)
-    for indices in by_model.values():
-        model = chunks[indices[0]].shadow
-        try:
-            shadowed = with_shadow_scores([chunks[index] for index in indices], model)
-        except Exception:
-            log.exception("shadow scoring by version %s failed; storing the predictions without", model.version)
-            continue
-        for index, chunk in zip(indices, shadowed, strict=True):
-            scored[index] = chunk
-    return scored
+def checked_rows(rows: Sequence[dict]) -> list[dict]:
+    """Rows as dicts with the `predictions` columns (other keys are ignored): features as a dict or
+    its JSON text, `created_at` as an aware datetime, its ISO 8601 text or seconds since the epoch.
+    Checked here, so that a value the log cannot hold fails its caller."""
+    checked = [{**{name: row.get(name) for name in LOG_COLUMNS}, "created_at": utc_time_text(row["created_at"]),
+                "features": orjson.loads(row["features"]) if isinstance(row["features"], str) else row["features"]}
+               for row in rows]  # fmt: skip
+    orjson.dumps(checked)  # raises on a value JSON cannot hold
+    return checked
+
+
+def created_in(since: datetime, until: datetime | None) -> sa.ColumnElement[bool]:
+    """Predictions created in [since, until)."""
+    after = predictions.c.created_at >= since
+    return after if until is None else after & (predictions.c.created_at < until)
 
 
 class UnknownPrediction(LookupError):
@@ -68,101 +63,68 @@ class LabelRecord:
 
 
 class PredictionStore:
-    def __init__(
-        self,
-        url: str,
-        *,
-        batch_size: int = 500,
-        flush_interval: float = 1.0,
-        insert_process: bool = False,
-    ):
-        """With `insert_process`, a process of its own stores the batches (see `insert_process`):
-        for serving, whose interpreter should spend its time on requests."""
+    def __init__(self, url: str, *, log_dir: Path | None = None, sync: str = "batch", batch_size: int = 500,
+                 flush_interval: float = 1.0):  # fmt: skip
+        """`log_dir`: the local log's folder (serving's: under RETRAIN_HOME); None: a temporary one,
+        deleted by `close` (tools and tests). `sync`: none, batch or always (docs/serving.md)."""
         self.url = url
-        if insert_process and is_in_memory(url):
-            raise ValueError(f"{url}: an in-memory database cannot be written by another process")
-        self.engine = create_store_engine(url)
+        self.engine = create_store_engine(url, durable_commits=sync != "none")
         create_tables(self.engine)
-        # Each batch handed over goes with its chunks, which come back if the batch was not stored.
-        self._insert_process: InsertProcess[list[Chunk]] | None = InsertProcess(url) if insert_process else None
-        self._inserter = PredictionInserter(self.engine)
-        self.writer: BatchWriter[Chunk] = BatchWriter(
-            self._insert, batch_size=batch_size, interval=flush_interval, prepare=_score_shadows,
-            settle=self._settle if insert_process else None, name="prediction-writer",
-        )  # fmt: skip
+        self._log_dir, self._temporary_dir = log_dir, None
+        self._writer_settings = {"sync": sync, "batch_size": batch_size, "interval": flush_interval}
+        self._writer: LogWriter | None = None  # made on the first write: readers never need one
 
-    def _insert(self, chunks: list[Chunk]) -> None:
-        """Store a batch, or hand it to the insert process (which answers later: see `_settle`)."""
-        payload = join_chunks(chunks)
-        if self._insert_process is None:
-            self._inserter.insert(payload)
-        else:
-            self._insert_process.send(payload, chunks)
+    @property
+    def writer(self) -> LogWriter:
+        if self._writer is None:
+            if self._log_dir is None:
+                self._log_dir = self._temporary_dir = Path(tempfile.mkdtemp(prefix="prediction-log-"))
+            self._writer = LogWriter(self.engine, self._log_dir, **self._writer_settings)
+        return self._writer
 
-    def _settle(self, wait: bool) -> None:
-        """The insert process's answers so far (all, if `wait`): failed batches are queued again."""
-        answered = self._insert_process.answers(wait)
-        failed = [(chunks, why) for chunks, why in answered if why is not None]
-        for chunks, why in reversed(failed):  # each goes in front: the oldest last
-            self.writer.put_back([(len(chunk.rows), chunk) for chunk in chunks], InsertError(why))
-        if failed:
-            raise InsertError(f"{len(failed)} of {len(answered)} batches failed, the last because: {failed[-1][1]}")
-        if answered:
-            self.writer.stored()
-
-    # -- writing --------------------------------------------------------------------------------
     def start(self) -> None:
-        if self._insert_process is not None:
-            self._insert_process.start()  # now, not in the request that fills the first batch
+        """Replay what processes that died left in the log's folder, then ship in the background."""
         self.writer.start()
 
     def close(self) -> None:
-        """Flush every queued prediction, then release the database connections."""
+        """Ship every logged prediction, then release the database connections."""
         try:
-            self.writer.close()
+            if self._writer is not None:
+                self._writer.close()
         finally:
-            if self._insert_process is not None:
-                self._insert_process.close()
             self.engine.dispose()
+            if self._temporary_dir is not None:
+                shutil.rmtree(self._temporary_dir, ignore_errors=True)
 
     def flush(self) -> int:
         return self.writer.flush()
 
     def record(self, prediction: dict) -> None:
-        """Queue one prediction (a dict with the `predictions` columns) for the writer thread."""
+        """Log one prediction (a dict with the `predictions` columns)."""
         self.record_many([prediction])
 
-    def record_many(self, rows: list[dict]) -> None:
-        self.record_chunk(Chunk(encode_rows(rows)))
+    def record_many(self, rows: Sequence[dict]) -> None:
+        self.writer.append(checked_rows(rows))
 
-    def record_chunk(self, chunk: Chunk) -> None:
-        """Queue a request's predictions (see `log_chunks`): serving's way. The chunk's challenger,
-        if any, scores the same rows in the writer thread.
-
-        With an insert process, the request that fills a batch hands it over itself: that is a
-        write into a pipe, and waking the writer thread for it would cost the requests more (see
-        `BatchWriter`). Not a batch to shadow: its scoring is work for the thread."""
-        self.writer.submit(chunk, len(chunk.rows), write_if_full=self._insert_process is not None and chunk.shadow is None)
+    def record_rows(self, rows: list[dict], shadow: ShadowModel | None = None) -> None:
+        """Serving's way: rows as `checked_rows` makes them, unchecked, in the log's segment when
+        this returns; `shadow`, the challenger, scores them too, off the request path."""
+        self.writer.append(rows, shadow)
 
     def stats(self) -> WriterStats:
-        """The writer's figures, the batches the insert process has not answered yet counted as pending."""
-        stats = self.writer.stats()
-        if self._insert_process is None:
-            return stats
-        unanswered = sum(len(chunk.rows) for chunks in self._insert_process.unanswered for chunk in chunks)
-        return replace(stats, pending=stats.pending + unanswered, written=stats.written - unanswered)
+        return self.writer.stats() if self._writer is not None else WriterStats(0, 0, 0, None, None)
 
     def add_label(self, prediction_id: str, label: int, labelled_at: datetime | None = None) -> LabelRecord:
         """Attach the true outcome to a logged prediction; raises UnknownPrediction or DuplicateLabel."""
-        labelled_at = labelled_at or utcnow()
+        labelled_at = labelled_at or datetime.now(UTC)
         try:
             return self._add_label(prediction_id, int(label), labelled_at)
         except UnknownPrediction:
-            # The label may have come before the writer stored its prediction: store what is queued
-            # and look again. (Only a miss pays for this; the request path keeps no list of ids.)
-            if not self.stats().pending:
+            # The label may have come before its prediction was shipped, by this process or by
+            # another that shares the log's folder: ship that row now (shipping twice stores once).
+            if self._log_dir is None or not (line := find_line(self._log_dir, b'"prediction_id":' + orjson.dumps(prediction_id))):
                 raise
-            self.flush()
+            self.writer.insert([line])
             return self._add_label(prediction_id, int(label), labelled_at)
 
     def _add_label(self, prediction_id: str, label: int, labelled_at: datetime) -> LabelRecord:
@@ -196,9 +158,7 @@ class PredictionStore:
 
     def predictions_since(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
         """Predictions created in [since, until), one column per feature, oldest first."""
-        query = sa.select(predictions).where(predictions.c.created_at >= since)
-        if until is not None:
-            query = query.where(predictions.c.created_at < until)
+        query = sa.select(predictions).where(created_in(since, until))
         return self._frame(query.order_by(predictions.c.created_at), PREDICTION_COLUMNS)
 
     def latest_predictions(self, limit: int, model_version: str | None = None, labelled: bool = False) -> pd.DataFrame:
@@ -218,20 +178,14 @@ class PredictionStore:
     def labelled_predictions(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
         """Predictions created in [since, until) that have a label, with `label` and `labelled_at`."""
         query = sa.select(predictions, labels.c.label, labels.c.labelled_at).join(
-            labels, labels.c.prediction_id == predictions.c.prediction_id
-        ).where(predictions.c.created_at >= since)  # fmt: skip
-        if until is not None:
-            query = query.where(predictions.c.created_at < until)
+            labels, labels.c.prediction_id == predictions.c.prediction_id).where(created_in(since, until))  # fmt: skip
         return self._frame(query.order_by(predictions.c.created_at), [*PREDICTION_COLUMNS, "label", "labelled_at"])
 
     def label_counts(self, since: datetime, until: datetime | None = None) -> tuple[int, int]:
         """How many predictions were created in [since, until), and how many of them have a label."""
-        window = predictions.c.created_at >= since
-        if until is not None:
-            window = window & (predictions.c.created_at < until)
         query = sa.select(sa.func.count(predictions.c.prediction_id), sa.func.count(labels.c.prediction_id)).select_from(
             predictions.outerjoin(labels, labels.c.prediction_id == predictions.c.prediction_id)
-        ).where(window)  # fmt: skip
+        ).where(created_in(since, until))  # fmt: skip
         with self.engine.connect() as conn:
             total, labelled = conn.execute(query).one()
         return total, labelled
@@ -241,9 +195,7 @@ class PredictionStore:
         return labelled_share(*self.label_counts(since, until))
 
     def _frame(self, query, columns: list[str]) -> pd.DataFrame:
-        # Imported here: serving's insert processes import this package and never read frames,
-        # and pandas would double each one's memory.
-        import pandas as pd
+        import pandas as pd  # here: serving imports this module and never reads frames
 
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()

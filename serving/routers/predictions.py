@@ -8,11 +8,13 @@ written as bytes (see json_response); the OpenAPI document still describes both,
 # No `from __future__ import annotations`: FastAPI must see the annotations as objects.
 
 import time
+from collections.abc import Sequence
+from itertools import repeat
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from retrain_platform.store import Chunk, prediction_row, request_rows
+from retrain_platform.store import utc_time_text
 
 from ..bodies import json_response, parse_body
 from ..context import Serving
@@ -26,6 +28,21 @@ trained on is rejected with 422**, like a missing required field, an out-of-rang
 field; the error's `loc` names the field. Nullable fields may be omitted or null."""
 
 
+def prediction_row(prediction_id: str, created_at: float, model_version: str, features: dict, score: float,
+                   label: int, latency_ms: float | None) -> dict:  # fmt: skip
+    """A prediction as the log takes it: a value per `predictions` column, the time as the log
+    holds it (`created_at` in seconds since the epoch); the challenger's are added by the log."""
+    return {"prediction_id": prediction_id, "created_at": utc_time_text(created_at), "model_version": model_version,
+            "features": features, "score": score, "predicted_label": label, "latency_ms": latency_ms}  # fmt: skip
+
+
+def request_rows(features: Sequence[dict], ids: Sequence[str], scores: Sequence[float], labels: Sequence[int],
+                 model_version: str, created_at: float, latency_ms: float | None) -> list[dict]:  # fmt: skip
+    """The rows of a request of several predictions, which share a version, a time and a latency."""
+    return list(map(prediction_row, ids, repeat(created_at), repeat(model_version), features, scores, labels,
+                    repeat(latency_ms)))  # fmt: skip
+
+
 def add_prediction_routes(router: APIRouter, serving: Serving) -> None:
     schemas, served_model = serving.schemas, serving.served_model
     max_rows, max_bytes = serving.settings.serving_max_batch_rows, serving.settings.serving_max_body_bytes
@@ -35,10 +52,10 @@ def add_prediction_routes(router: APIRouter, serving: Serving) -> None:
     def elapsed_ms(started: float) -> float:
         return (time.perf_counter() - started) * 1000
 
-    def log(served: Served, rows: list[tuple]) -> None:
-        """Queue a request's predictions for the log, with the challenger (if any) to score them
-        off the response path."""
-        serving.store.record_chunk(Chunk(rows, served.challenger))
+    def log(served: Served, rows: list[dict]) -> None:
+        """A request's predictions, in the log before the answer goes out (acknowledged means
+        stored), with the challenger (if any) to score them off the response path."""
+        serving.store.record_rows(rows, served.challenger)
 
     @router.post(
         "/predict", response_model=Prediction, tags=["predictions"], summary="Score one row",

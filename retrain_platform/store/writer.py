@@ -1,0 +1,156 @@
+"""The prediction log's one write path: a request appends its rows to this process's segment (see
+`segments`) in one write(); a thread seals the segment at `batch_size` rows or after `interval`
+seconds, stores each batch with one statement (`insert_statement`: the database reads the JSON, no
+Python per row, and SQLite and psycopg2 release the interpreter meanwhile, so the thread hardly
+competes with requests) and deletes it. It ships orphans too. A failed shipment is kept and retried."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .schema import insert_statement
+from .segments import Segment, SegmentLog, claim_orphans
+
+log = logging.getLogger(__name__)
+
+
+class ShadowModel(Protocol):
+    """The challenger that scores the same rows off the request path."""
+
+    version: str
+
+    def score_rows(self, rows: list[dict]) -> Sequence[float]: ...
+
+
+@dataclass(frozen=True)
+class WriterStats:
+    pending: int
+    written: int
+    failed_writes: int
+    last_error: str | None
+    last_write_at: float | None
+
+
+class LogWriter:
+    def __init__(self, engine: Engine, folder: Path, *, sync: str, batch_size: int, interval: float):
+        self.engine, self.folder, self.batch_size, self.interval = engine, folder, batch_size, interval
+        self.segments = SegmentLog(folder, sync)
+        self._statement = insert_statement(engine.dialect)
+        self._shadows: dict[str, ShadowModel] = {}  # challengers by version, as the requests named them
+        self._sealed: list[Segment] = []  # oldest first
+        self._ship_lock = threading.Lock()
+        self._wake, self._stopping = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+        self._written = self._failed = 0
+        self._last_error, self._last_write_at = None, None
+
+    def append(self, rows: Sequence[dict], shadow: ShadowModel | None = None) -> None:
+        """The request path: `rows` are in the segment when this returns; `shadow` scores them later."""
+        if shadow is not None:
+            self._shadows[shadow.version] = shadow
+            for row in rows:
+                row["shadow_version"] = shadow.version
+        lines = b"".join([orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in rows])
+        if self.segments.append(lines, len(rows)) >= self.batch_size:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Ship every row appended so far, and every orphan; returns the rows shipped."""
+        with self._ship_lock:
+            if (sealed := self.segments.seal()) is not None:
+                self._sealed.append(sealed)
+            self._sealed += claim_orphans(self.folder)
+            shipped = 0
+            while self._sealed:
+                try:
+                    shipped += self._ship(self._sealed[0])
+                except Exception as err:
+                    self._failed += 1
+                    self._last_error = f"{type(err).__name__}: {err}"[:500]
+                    log.exception("shipping %s to the prediction store failed; kept", self._sealed[0].path.name)
+                    raise
+                self._written += self._sealed[0].rows
+                self._sealed.pop(0).discard()
+                self._last_error, self._last_write_at = None, time.time()
+            return shipped
+
+    def _ship(self, segment: Segment) -> int:
+        data = segment.path.read_bytes()
+        lines = data[: data.rfind(b"\n") + 1].splitlines()  # not a line torn by a crash: never answered
+        segment.rows = len(lines)  # an orphan's are counted only now
+        for start in range(0, len(lines), self.batch_size):
+            self.insert(lines[start : start + self.batch_size])
+        return len(lines)
+
+    def insert(self, lines: list[bytes]) -> None:
+        """Store segment lines in one transaction, ids stored already left as they are. A row the
+        database refuses (a caller's bug) is dropped, logged, rather than hold back the log."""
+        payload = b"[" + b",".join(lines) + b"]"
+        if b'"shadow_version"' in payload:
+            payload = self._with_shadow_scores(payload)
+        try:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(self._statement, (payload.decode(),))
+        except (sa.exc.IntegrityError, sa.exc.DataError):
+            if len(lines) == 1:
+                log.exception("a row refused by the prediction store, dropped: %s", lines[0][:300])
+                return
+            for line in lines:
+                self.insert([line])
+
+    def _with_shadow_scores(self, payload: bytes) -> bytes:
+        """The rows a challenger is to score, scored (all of its rows in one call); a row whose
+        challenger is not here (a replay after a restart) or fails is stored without."""
+        rows = orjson.loads(payload)
+        waiting: dict[str, list[dict]] = {}
+        for row in rows:
+            if row.get("shadow_version") is not None and row.get("shadow_score") is None:
+                waiting.setdefault(row["shadow_version"], []).append(row)
+        for version, scored in waiting.items():
+            try:
+                scores = self._shadows[version].score_rows([row["features"] for row in scored])
+            except Exception:  # a replay's challenger is not loaded here (KeyError): no shadow score either
+                log.exception("shadow scoring by version %s failed; storing the predictions without", version)
+                scores = [None] * len(scored)
+            for row, score in zip(scored, scores, strict=True):
+                row["shadow_version"], row["shadow_score"] = (None, None) if score is None else (version, float(score))
+        return orjson.dumps(rows)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # logged; the database gets an interval before the next try
+                self._stopping.wait(self.interval)
+
+    def start(self) -> None:
+        """Ship the orphans of processes that died (a replay), then keep shipping in a thread."""
+        self.flush()
+        self._thread = threading.Thread(target=self._run, name="prediction-log-shipper", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread and ship what is left; a shipment that fails leaves its segment on the
+        disk, replayed at the next start."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()
+        self.segments.close()
+
+    def stats(self) -> WriterStats:
+        pending = self.segments.rows + sum(segment.rows for segment in self._sealed if segment.rows > 0)
+        return WriterStats(pending, self._written, self._failed, self._last_error, self._last_write_at)
