@@ -86,3 +86,14 @@ def test_a_challenger_waits_in_shadow_and_is_promoted_early_on_live_evidence(tmp
         assert "| live_evidence |" in report and "challenger better: live AUC" in report
         assert registry.version_info("2").tags["evaluation"] == "passed" and registry.waiting_challenger() is None
         assert not challenger_tick(defs, instance).run_requests
+
+
+def test_a_datasets_own_gates_apply_under_what_a_run_sets():
+    from retrain_platform.core.gates import GateConfig
+    from retrain_platform.training.evaluation import GateSettings, dataset_gates
+
+    spec_gates = GateConfig(min_holdout_rows=50, live_evidence="required")
+    gates = dataset_gates(spec_gates, GateSettings(cooldown_days=1.0))
+    assert (gates.min_holdout_rows, gates.live_evidence, gates.cooldown_days) == (50, "required", 1.0)
+    assert dataset_gates(spec_gates, GateSettings(live_evidence="off")).live_evidence == "off"  # the run wins
+    assert dataset_gates(GateConfig(), GateSettings()) == GateConfig()

@@ -19,6 +19,14 @@ class GateSettings(dg.Config, GateConfig):
     """The gates of this run (launchpad: ops.evaluation_report.config); see GateConfig."""
 
 
+def dataset_gates(spec_gates: GateConfig, run: GateSettings) -> GateConfig:
+    """The dataset's own gate settings (its YAML's `gates`), with what this run sets otherwise
+    than the defaults on top."""
+    defaults = GateConfig().model_dump()
+    changed = {name: value for name, value in run.model_dump().items() if name in defaults and value != defaults[name]}
+    return spec_gates.model_copy(update=changed)
+
+
 @dg.asset(
     group_name="evaluation",
     kinds={"mlflow"},
@@ -38,6 +46,7 @@ def evaluation_report(
 ):
     """Champion vs challenger on the newest holdout rows, with each gate's value, threshold and verdict."""
     spec = dataset.spec
+    gates = dataset_gates(spec.gates, config)
     reg = registry.for_dataset(spec)
     holdout = time_split(validated_features, spec, candidate_model["validation_fraction"], candidate_model["holdout_fraction"]).holdout
     champion_version = reg.production_version()
@@ -50,8 +59,8 @@ def evaluation_report(
         challenger=reg.load_predictor(candidate_model["version"]),
         champion=reg.load_predictor(champion_version) if champion_version else None,
         holdout=holdout,
-        config=config,
-        label_coverage=source.label_coverage(since=datetime.now(UTC) - timedelta(days=config.label_coverage_days)),
+        config=gates,
+        label_coverage=source.label_coverage(since=datetime.now(UTC) - timedelta(days=gates.label_coverage_days)),
         days_since_promotion=reg.days_since_promotion(champion_version) if champion_version else None,
         champion_realised_auc=source.realised_auc(champion_version) if champion_version else None,
         forced=context.run.tags.get(FORCE_TAG) == "true",
