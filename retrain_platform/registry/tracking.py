@@ -31,8 +31,9 @@ def record_candidate(tracker, registry: ModelRegistry, trained: TrainedModel, wi
     tracker.log_dict(trained.candidates_table(), "candidates/validation.json")
     tracker.set_tags({"dataset": trained.predictor.spec.name, "data_window": window,
                       "model_kind": trained.chosen, "model_choice": trained.reason})  # fmt: skip
+    # What serves: the fit that learned the holdout too, when there is one.
     return registry.register_challenger(
-        trained.predictor,
+        trained.served,
         tags={**tags, "data_window": window, "mlflow_run_id": run.info.run_id},
         example_rows=example_rows,
     )
