@@ -43,6 +43,7 @@ START, DELAY = "2013-03-01", pd.Timedelta(days=1)
 TRAININGS = {
     "before": TrainParams(kinds=(LIGHTGBM,), refit=False),
     "now": TrainParams(),
+    "now, learning the holdout": TrainParams(learn_holdout=True),
 }
 
 

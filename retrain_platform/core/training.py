@@ -43,6 +43,9 @@ class TrainParams:
     kinds: tuple[str, ...] = KINDS
     # Learn train + validation once the kind and its settings are chosen.
     refit: bool = True
+    # Then also fit the same recipe on the holdout rows: the model that serves learns the newest
+    # labels. The gates judge the recipe on the fit that never saw the holdout.
+    learn_holdout: bool = False
     # Rows weigh 0.5 ** (age / half-life), age counted back from the newest training row; None:
     # every row weighs the same.
     recency_half_life_days: float | None = None
@@ -98,6 +101,12 @@ class TrainedModel:
     holdout_metrics: dict[str, float]
     trees: int  # 0 for a linear model
     rows: dict[str, int] = field(default_factory=dict)
+    # The same recipe fit on every row, the holdout too (params.learn_holdout); None: `predictor` serves.
+    final: Predictor | None = None
+
+    @property
+    def served(self) -> Predictor:
+        return self.final or self.predictor
 
     def candidates_table(self) -> dict[str, dict[str, float]]:
         """Validation figures per candidate, the chosen one marked: the asset's and the run's table."""
@@ -210,6 +219,12 @@ def train_candidate(split: Split, spec: DatasetSpec, params: TrainParams | None 
         # The threshold stays the one picked on validation before the refit: rows the refit model
         # learned from would flatter any cut, and both fits are log-loss probabilities on one scale.
         predictor = _fit(best.kind, learned, spec, params, best.predictor.threshold, rounds=rounds)
+    final = final_rounds = None
+    if params.learn_holdout:
+        everything = pd.concat([learned, split.holdout])
+        if best.kind == LIGHTGBM:
+            final_rounds = refit_rounds(best.rounds, len(split.train), len(everything))
+        final = _fit(best.kind, everything, spec, params, predictor.threshold, rounds=final_rounds)
     lightgbm_params = params.lightgbm(len(learned)) if best.kind == LIGHTGBM else {}
     return TrainedModel(
         predictor=predictor,
@@ -218,6 +233,7 @@ def train_candidate(split: Split, spec: DatasetSpec, params: TrainParams | None 
             "refit": params.refit, "recency_half_life_days": params.recency_half_life_days,
             "max_rounds": params.max_rounds, "rounds_found": best.rounds, "rounds_refit": rounds,
             "logistic_c": params.logistic_c, "decision_threshold": predictor.threshold, "learned_rows": len(learned),
+            "learn_holdout": params.learn_holdout, "rounds_final": final_rounds,
         },  # fmt: skip
         candidates=candidates,
         chosen=best.kind,
@@ -226,4 +242,5 @@ def train_candidate(split: Split, spec: DatasetSpec, params: TrainParams | None 
         holdout_metrics=classification_metrics(split.holdout[spec.target], predictor.scores(split.holdout), predictor.threshold),
         trees=predictor.booster.num_trees() if best.kind == LIGHTGBM else 0,
         rows={"train": len(split.train), "validation": len(split.validation), "holdout": len(split.holdout)},
+        final=final,
     )

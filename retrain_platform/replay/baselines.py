@@ -20,10 +20,12 @@ def month_of(frame: pd.DataFrame, spec: DatasetSpec) -> pd.Series:
 
 
 def _train(history: pd.DataFrame, spec: DatasetSpec, params: TrainParams, version: str | None = None):
+    """The model that serves (it learned the holdout too with params.learn_holdout), the split,
+    and the model the gates judge on the holdout (the same, unless it learned the holdout)."""
     split = time_split(history, spec)
-    predictor = train_candidate(split, spec, params).predictor
-    predictor.version = version
-    return predictor, split
+    trained = train_candidate(split, spec, params)
+    trained.predictor.version = trained.served.version = version
+    return trained.served, split, trained.predictor
 
 
 def _train_before(history: pd.DataFrame, spec: DatasetSpec, cutoff: pd.Timestamp, params: TrainParams,
@@ -31,9 +33,9 @@ def _train_before(history: pd.DataFrame, spec: DatasetSpec, cutoff: pd.Timestamp
     """A model on the history before `cutoff`; `cache` (one per history and params) shares it
     between policies that retrain on the same days."""
     if cache is not None and cutoff in cache:
-        predictor, split = cache[cutoff]
-        predictor.version = version
-        return predictor, split
+        served, split, judged = cache[cutoff]
+        served.version = judged.version = version
+        return served, split, judged
     times = pd.to_datetime(history[spec.timestamp])
     trained = _train(history[times < cutoff], spec, params, version)
     if cache is not None:
@@ -97,8 +99,8 @@ def gated_scores(history: pd.DataFrame, spec: DatasetSpec, since: str, retrains:
     champion = _train_before(history, spec, promoted, params, cache, "1")[0]
     served, verdicts = [(promoted, champion)], []
     for number, day in enumerate(retrains, start=2):
-        candidate, split = _train_before(history, spec, day - label_delay, params, cache, str(number))
-        evaluation = evaluate_challenger(candidate, champion, split.holdout, gates,
+        candidate, split, judged = _train_before(history, spec, day - label_delay, params, cache, str(number))
+        evaluation = evaluate_challenger(judged, champion, split.holdout, gates,
                                          days_since_promotion=(day - promoted) / pd.Timedelta(days=1))  # fmt: skip
         challenger_auc, champion_auc = evaluation.challenger_metrics["auc"], evaluation.champion_metrics["auc"]
         verdicts.append(f"{day.date()} v{number} ({candidate.kind}) AUC {challenger_auc:.4f} vs v{champion.version} {champion_auc:.4f}, "
