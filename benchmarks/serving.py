@@ -10,9 +10,9 @@ uvicorn's access log off for both:
 - mlflow: `mlflow models serve --env-manager local --workers N`, `POST /invocations` with the
   flight encoded as the logged native model takes it (`Predictor.encoded`), as `dataframe_split`;
 - ours: `uvicorn serving.app:app --workers N`, `POST /predict` with the same flight as raw JSON,
-  prediction logging on (SQLite store), then again with `RETRAIN_PREDICTION_LOGGING=false`, and
-  once more with the log stored by a thread in each worker (`RETRAIN_STORE_INSERT_PROCESS=false`,
-  for comparison: the default is a process of its own);
+  prediction logging on (SQLite store, the local log synced per batch: `RETRAIN_LOG_SYNC=batch`,
+  the default), then again with `RETRAIN_PREDICTION_LOGGING=false`, and once more with the local
+  log synced on every request (`RETRAIN_LOG_SYNC=always`, for comparison);
 - ours: `POST /predict/batch` with 1,000 rows, one request at a time (latency), logging on and off;
   then, once the servers have stopped, each stage of that path timed alone in this process
   (validation, encoding, scoring, ids, the log's chunk), to show what the latency is made of.
@@ -25,22 +25,20 @@ duration, and is repeated for seven rounds by default (medians reported). The ra
 on to off) are taken within each round, logging on and off back to back in an order swapped every
 round, and their median over the rounds is reported: the machine's speed drifts by more than the
 logging cost over a few minutes. After the rounds, logging on and off alternate in short slices
-(default 2 s), many pairs of them, for the logging cost in bursts: the insert process, below the
-workers' priority, may catch up between them. The target is judged on the rounds' sustained
+(default 2 s), many pairs of them, for the logging cost in bursts: the log's shipping may catch
+up between them. The target is judged on the rounds' sustained
 figure; the bursts' is printed beside it. A server
 that logs must store the warm-up's rows before its run starts (so that no run pays for another's
 backlog), and the work its log leaves for after its run counts against it: throughput with logging
 on is sustained throughput, requests / (run + backlog), the backlog being the CPU time the server's
-processes (workers, insert processes) spend from the run's end until the log stops growing,
-divided by the machine's cores: that work would otherwise have served requests. (Not the wall time
-of the drain: the insert process runs below the workers' priority, and on the idle machine after
-a run it catches up faster than it could have during the run.)
+processes spend from the run's end until the log stops growing, divided by the machine's cores:
+that work would otherwise have served requests. (Not the wall time of the drain, which waits for
+the log's flush interval.)
 
 Every run also prints the server's CPU time per request (all its processes, from the run's start
-until its log stopped growing), the insert processes' part of it, and the share of the machine's
+until its log stopped growing) and the share of the machine's
 CPU left idle during the run; the summary sets logging on against off by these medians: how much
-more CPU each request costs with logging on, how much of it the insert processes spend (the rest
-is the workers'), and whether the machine idled more (a worker waiting for a core while the other
+more CPU each request costs with logging on, and whether the machine idled more (a worker waiting for a core while the other
 idles costs throughput without costing CPU).
 
 `benchmarks/serving_worker_cpu.py` measures the other side: the CPU one worker spends per request,
@@ -152,7 +150,9 @@ def request_bodies(spec, predictor, holdout) -> tuple[bytes, bytes, bytes, float
 def batch_stages(spec, predictor, batch: bytes, repeats: int = 50) -> dict[str, float]:
     """Each stage of serving's path for the 1,000-row batch, timed alone in this process (median ms
     of `repeats`): what the HTTP latency is made of, besides HTTP and the hop to a worker thread."""
-    from retrain_platform.store.log_chunks import Chunk, join_chunks, request_rows
+    import orjson
+
+    from serving.routers.predictions import request_rows
     from serving.ids import prediction_ids
     from serving.schemas import request_schemas
 
@@ -167,9 +167,9 @@ def batch_stages(spec, predictor, batch: bytes, repeats: int = 50) -> dict[str, 
         "encode the rows": lambda: predictor.encoder.rows(rows),
         "score (LightGBM, every core)": lambda: predictor.score_encoded(encoded),
         "prediction ids": lambda: prediction_ids(len(rows)),
-        # The request that fills a batch hands it over itself: a 1,000-row request does every time.
-        "the log's rows, encoded as its batch": lambda: join_chunks(
-            [Chunk(request_rows(rows, ids, scores, labels, "1", time.time(), 1.0))]),
+        # What a request does for the log before its answer, short of the write() itself.
+        "the log's rows, encoded as their segment line": lambda: orjson.dumps(
+            request_rows(rows, ids, scores, labels, "1", time.time(), 1.0), option=orjson.OPT_APPEND_NEWLINE),
     }
     timings = {}
     for name, stage in stages.items():
@@ -234,7 +234,7 @@ def server(name: str, command: list[str], env: dict, ready_url: str, log_dir: Pa
 
 
 def ours(tracking_uri: str, folder: Path, logging: bool, workers: int,
-         insert_process: bool = True) -> tuple[list[str], dict, str]:  # fmt: skip
+         sync: str = "batch") -> tuple[list[str], dict, str]:  # fmt: skip
     port = free_port()
     command = [str(BIN / "uvicorn"), "serving.app:app", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     env = {
@@ -242,7 +242,7 @@ def ours(tracking_uri: str, folder: Path, logging: bool, workers: int,
         "RETRAIN_MLFLOW_TRACKING_URI": tracking_uri,
         "RETRAIN_PREDICTION_STORE_URL": f"sqlite:///{folder / f'predictions-{port}.db'}",
         "RETRAIN_PREDICTION_LOGGING": str(logging).lower(),
-        "RETRAIN_STORE_INSERT_PROCESS": str(insert_process).lower(),
+        "RETRAIN_LOG_SYNC": sync,
         "RETRAIN_SERVING_POLL_SECONDS": "30",
         "RETRAIN_STORE_FLUSH_SECONDS": str(FLUSH_SECONDS),
     }
@@ -406,16 +406,6 @@ def tree_cpu(root: int) -> dict[int, float]:
     return used_in_tree
 
 
-def insert_processes_cpu(used: dict[int, float]) -> float:
-    """The part of `tree_cpu`'s figures spent by prediction-log insert processes."""
-    total = 0.0
-    for pid, seconds in used.items():
-        with contextlib.suppress(OSError):
-            if b"store.insert_process" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                total += seconds
-    return total
-
-
 def machine_ticks() -> tuple[int, int]:
     """(idle, all) CPU time of the whole machine so far, in clock ticks (idle counts I/O wait)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -423,7 +413,7 @@ def machine_ticks() -> tuple[int, int]:
 
 
 class Server(NamedTuple):
-    pid: int  # its process: the work is done by it and its descendants (workers, insert processes)
+    pid: int  # its process: the work is done by it and its descendants (the workers)
     log_db: Path | None = None  # its SQLite prediction log, if it logs
 
 
@@ -442,7 +432,7 @@ def timed_run(client, what: str, url: str, body: bytes, connections: int, second
     growing, over the machine's cores.
 
     Also the server's CPU per request (all its processes, from the run's start to the log's last
-    row), the insert processes' part of it, and the share of the machine's CPU left idle in the run:
+    row) and the share of the machine's CPU left idle in the run:
     where logging's cost goes."""
     if server.log_db is not None:
         log_drain_seconds(server.log_db)
@@ -457,8 +447,6 @@ def timed_run(client, what: str, url: str, body: bytes, connections: int, second
     used_after = tree_cpu(server.pid)
     per_request = 1e6 / max(result["requests"], 1)
     result["server_us"] = (sum(used_after.values()) - sum(used.values())) * per_request
-    # An insert process started during the run counts from 0.
-    result["insert_us"] = (insert_processes_cpu(used_after) - insert_processes_cpu(used)) * per_request
     result["idle_pct"] = idle / max(every, 1) * 100
     return result
 
@@ -476,8 +464,7 @@ def measure(client, what: str, url: str, body: bytes, connections: int, seconds:
 
 
 def cpu_text(result: dict) -> str:
-    return (f"server {result['server_us']:.0f} µs/request (insert processes {result['insert_us']:.1f}), "
-            f"machine {result['idle_pct']:.1f} % idle")  # fmt: skip
+    return f"server {result['server_us']:.0f} µs/request, machine {result['idle_pct']:.1f} % idle"
 
 
 def placement_text(result: dict) -> str:
@@ -486,10 +473,10 @@ def placement_text(result: dict) -> str:
 
 LABELS = {
     "mlflow": "mlflow models serve, 1 row", "on": "ours, 1 row, logging on", "off": "ours, 1 row, logging off",
-    "thread": "ours, 1 row, log by a thread", "batch": "ours, 1,000 rows, 1 connection, on",
-    "batch_off": "ours, 1,000 rows, 1 connection, off", "batch_thread": "ours, 1,000 rows, 1 connection, thread",
+    "always": "ours, 1 row, log synced per request", "batch": "ours, 1,000 rows, 1 connection, on",
+    "batch_off": "ours, 1,000 rows, 1 connection, off", "batch_always": "ours, 1,000 rows, 1 connection, always",
 }  # fmt: skip
-BATCH_SERVERS = {"batch": "on", "batch_off": "off", "batch_thread": "thread"}
+BATCH_SERVERS = {"batch": "on", "batch_off": "off", "batch_always": "always"}
 
 
 class SlicePair(NamedTuple):
@@ -568,10 +555,10 @@ def main() -> None:
             "mlflow": (mlflow_serve(tracking_uri, spec.model_name, args.workers), "/invocations", one_mlflow, "predictions"),
             "on": (ours(tracking_uri, folder, True, args.workers), "/predict", one_ours, "probability"),
             "off": (ours(tracking_uri, folder, False, args.workers), "/predict", one_ours, "probability"),
-            # The log stored by a thread beside the requests instead of an insert process.
-            "thread": (ours(tracking_uri, folder, True, args.workers, False), "/predict", one_ours, "probability"),
+            # The local log synced to the disk before every answer, for comparison.
+            "always": (ours(tracking_uri, folder, True, args.workers, "always"), "/predict", one_ours, "probability"),
         }
-        measured = ("mlflow", "on", "off", "thread", "batch", "batch_off", "batch_thread")
+        measured = ("mlflow", "on", "off", "always", "batch", "batch_off", "batch_always")
         runs: dict[str, list[dict]] = {name: [] for name in measured}
         servers: dict[str, Server] = {}  # each server's process, and its log if it logs (read to wait for its backlog)
         with contextlib.ExitStack() as stack, servers_logs_on_failure(folder, list(targets)):
@@ -593,8 +580,8 @@ def main() -> None:
                 # Logging on and off back to back, their order swapped every round, so that a drift
                 # in the machine's speed during the run favours neither.
                 pairs = (("on", "off"), ("batch", "batch_off"))
-                one_row = ["mlflow", *(pairs[0] if i % 2 == 0 else pairs[0][::-1]), "thread"]
-                batches = [*(pairs[1] if i % 2 == 0 else pairs[1][::-1]), "batch_thread"]
+                one_row = ["mlflow", *(pairs[0] if i % 2 == 0 else pairs[0][::-1]), "always"]
+                batches = [*(pairs[1] if i % 2 == 0 else pairs[1][::-1]), "batch_always"]
                 for name in one_row:
                     runs[name].append(measure(client, LABELS[name], urls[name], targets[name][2], c, secs, warm,
                                               servers[name]))  # fmt: skip
@@ -614,7 +601,7 @@ def main() -> None:
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         stages = batch_stages(spec, predictor, batch)  # after the servers stopped: this process alone
 
-    keys = ("rps", "sustained_rps", "p50_ms", "p99_ms", "drain_s", "backlog_s", "server_us", "insert_us", "idle_pct",
+    keys = ("rps", "sustained_rps", "p50_ms", "p99_ms", "drain_s", "backlog_s", "server_us", "idle_pct",
             "client_us", "remote_wakeups")  # fmt: skip
     results = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
     print(f"medians over {args.rounds} round(s) (sustained: requests / (run + backlog), the backlog being the CPU the "
@@ -636,7 +623,7 @@ def main() -> None:
     ratio = paired("on", "mlflow", lambda a, b: a["sustained_rps"] / b["rps"])
     cost = paired("on", "off", lambda a, b: 1 - a["sustained_rps"] / b["rps"])
     burst_cost, quartiles = statistics.median(slice_costs), statistics.quantiles(slice_costs, n=4)
-    thread_cost = paired("thread", "off", lambda a, b: 1 - a["sustained_rps"] / b["rps"])
+    always_cost = paired("always", "off", lambda a, b: 1 - a["sustained_rps"] / b["rps"])
     print("against the targets (ours with logging on unless said; medians over the rounds):")
     print(f"  throughput ours/mlflow    {ratio:6.1f}x     (target >= 10x)    {verdict(ratio >= 10)}")
     print(f"  one row p50               {on['p50_ms']:6.2f} ms  (target <= 1.5 ms) {verdict(on['p50_ms'] <= 1.5)}")
@@ -646,7 +633,7 @@ def main() -> None:
           f"quartiles {quartiles[0] * 100:.1f}-{quartiles[2] * 100:.1f} %)")  # fmt: skip
     off = results["off"]
     print(f"    where it goes: the server's CPU per request {off['server_us']:.0f} -> {on['server_us']:.0f} µs "
-          f"(+{on['server_us'] - off['server_us']:.0f}, of which insert processes {on['insert_us']:.1f}), the machine "
+          f"(+{on['server_us'] - off['server_us']:.0f}), the machine "
           f"idle {off['idle_pct']:.1f} -> {on['idle_pct']:.1f} % of the time (medians over the rounds)")  # fmt: skip
     print(f"  batch of 1,000 rows p50   {batch_result['p50_ms']:6.2f} ms  (target <= 20 ms)  "
           f"{verdict(batch_result['p50_ms'] <= 20)}   (logging off: {results['batch_off']['p50_ms']:.2f} ms)")  # fmt: skip
@@ -654,9 +641,9 @@ def main() -> None:
     for name, ms in stages.items():
         print(f"  {name:44s} {ms:6.2f} ms")
     print(f"  {'sum':44s} {sum(stages.values()):6.2f} ms")
-    thread = results["thread"]
-    print(f"the log stored by a thread instead: cost {thread_cost * 100:.1f} % of throughput, "
-          f"p99 {thread['p99_ms']:.2f} ms, batch {results['batch_thread']['p50_ms']:.2f} ms")
+    always = results["always"]
+    print(f"the local log synced on every request instead: cost {always_cost * 100:.1f} % of throughput, "
+          f"p50 {always['p50_ms']:.2f} ms, p99 {always['p99_ms']:.2f} ms, batch {results['batch_always']['p50_ms']:.2f} ms")
 
 
 if __name__ == "__main__":

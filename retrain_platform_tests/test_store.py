@@ -227,14 +227,15 @@ def test_a_request_s_rows_share_its_version_time_and_latency():
     assert prediction_row("c", at, "3", {"x": 3}, 0.2, 0, 0.5) == request_rows([{"x": 3}], ["c"], [0.2], [0], "3", at, 0.5)[0]
 
 
-def test_a_row_the_log_cannot_hold_fails_its_caller_and_one_the_database_refuses_fails_alone(tmp_path):
+def test_a_row_the_log_cannot_hold_fails_its_caller_and_one_the_database_refuses_fails_its_request_alone(tmp_path):
     store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}", batch_size=1_000, flush_interval=60)
     with pytest.raises(TypeError):
         store.record(prediction(carrier=object()))
     good = prediction_row(str(uuid.uuid4()), START.timestamp(), "1", {"x": 1}, 0.2, 0, 0.1)
     refused = {**prediction_row(str(uuid.uuid4()), START.timestamp(), "1", {"x": 1}, 0.2, 0, 0.1), "score": None}
-    store.record_rows([refused, good])  # as if serving had logged it unchecked
-    assert store.flush() == 2  # shipped; the refused row dropped, not retried for ever
+    store.record_rows([refused])  # as if serving had logged it unchecked
+    store.record_rows([good])  # another request, in the same batch
+    assert store.flush() == 2  # shipped; the refused request dropped, not retried for ever
     assert store.stats().pending == 0 and store.count_predictions() == 1
     assert store.get_prediction(good["prediction_id"]) is not None
     store.close()

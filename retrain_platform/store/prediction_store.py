@@ -4,7 +4,6 @@ wants to know whether the prediction exists. Monitoring reads the log back as fr
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .schema import LOG_COLUMNS, PREDICTION_COLUMNS, create_store_engine, create_tables, labels, predictions, utc_time_text
+from .schema import LOG_COLUMNS, PREDICTION_COLUMNS, create_store_engine, create_tables, labels, predictions
+from .schema import utc_time_text
 from .segments import find_line
 from .writer import LogWriter, ShadowModel, WriterStats
 
@@ -30,9 +30,8 @@ def labelled_share(total: int, labelled: int) -> float | None:
 
 
 def checked_rows(rows: Sequence[dict]) -> list[dict]:
-    """Rows as dicts with the `predictions` columns (other keys are ignored): features as a dict or
-    its JSON text, `created_at` as an aware datetime, its ISO 8601 text or seconds since the epoch.
-    Checked here, so that a value the log cannot hold fails its caller."""
+    """Rows as dicts with the `predictions` columns (others ignored), features as a dict or its JSON
+    text, `created_at` in any form `as_datetime` takes; checked, so a value JSON cannot hold fails here."""
     checked = [{**{name: row.get(name) for name in LOG_COLUMNS}, "created_at": utc_time_text(row["created_at"]),
                 "features": orjson.loads(row["features"]) if isinstance(row["features"], str) else row["features"]}
                for row in rows]  # fmt: skip
@@ -41,7 +40,6 @@ def checked_rows(rows: Sequence[dict]) -> list[dict]:
 
 
 def created_in(since: datetime, until: datetime | None) -> sa.ColumnElement[bool]:
-    """Predictions created in [since, until)."""
     after = predictions.c.created_at >= since
     return after if until is None else after & (predictions.c.created_at < until)
 
@@ -70,20 +68,20 @@ class PredictionStore:
         self.url = url
         self.engine = create_store_engine(url, durable_commits=sync != "none")
         create_tables(self.engine)
-        self._log_dir, self._temporary_dir = log_dir, None
+        self._log_dir = log_dir
         self._writer_settings = {"sync": sync, "batch_size": batch_size, "interval": flush_interval}
         self._writer: LogWriter | None = None  # made on the first write: readers never need one
 
     @property
     def writer(self) -> LogWriter:
         if self._writer is None:
-            if self._log_dir is None:
-                self._log_dir = self._temporary_dir = Path(tempfile.mkdtemp(prefix="prediction-log-"))
+            if self._log_dir is None:  # deleted with this store, or at exit
+                self._temporary_dir = tempfile.TemporaryDirectory(prefix="prediction-log-")
+                self._log_dir = Path(self._temporary_dir.name)
             self._writer = LogWriter(self.engine, self._log_dir, **self._writer_settings)
         return self._writer
 
-    def start(self) -> None:
-        """Replay what processes that died left in the log's folder, then ship in the background."""
+    def start(self) -> None:  # replays what dead processes left in the log's folder, then ships in the background
         self.writer.start()
 
     def close(self) -> None:
@@ -93,26 +91,22 @@ class PredictionStore:
                 self._writer.close()
         finally:
             self.engine.dispose()
-            if self._temporary_dir is not None:
-                shutil.rmtree(self._temporary_dir, ignore_errors=True)
 
     def flush(self) -> int:
         return self.writer.flush()
 
-    def record(self, prediction: dict) -> None:
-        """Log one prediction (a dict with the `predictions` columns)."""
+    def record(self, prediction: dict) -> None:  # see `checked_rows`
         self.record_many([prediction])
 
     def record_many(self, rows: Sequence[dict]) -> None:
         self.writer.append(checked_rows(rows))
 
     def record_rows(self, rows: list[dict], shadow: ShadowModel | None = None) -> None:
-        """Serving's way: rows as `checked_rows` makes them, unchecked, in the log's segment when
-        this returns; `shadow`, the challenger, scores them too, off the request path."""
+        """Serving's: rows as `checked_rows` makes them, unchecked; `shadow` scores them when shipped."""
         self.writer.append(rows, shadow)
 
     def stats(self) -> WriterStats:
-        return self.writer.stats() if self._writer is not None else WriterStats(0, 0, 0, None, None)
+        return self.writer.stats()
 
     def add_label(self, prediction_id: str, label: int, labelled_at: datetime | None = None) -> LabelRecord:
         """Attach the true outcome to a logged prediction; raises UnknownPrediction or DuplicateLabel."""
@@ -122,7 +116,7 @@ class PredictionStore:
         except UnknownPrediction:
             # The label may have come before its prediction was shipped, by this process or by
             # another that shares the log's folder: ship that row now (shipping twice stores once).
-            if self._log_dir is None or not (line := find_line(self._log_dir, b'"prediction_id":' + orjson.dumps(prediction_id))):
+            if self._log_dir is None or not (line := find_line(self._log_dir, prediction_id)):
                 raise
             self.writer.insert([line])
             return self._add_label(prediction_id, int(label), labelled_at)
@@ -134,12 +128,9 @@ class PredictionStore:
             ).scalar_one_or_none()
             if version is None:
                 raise UnknownPrediction(f"no prediction with id {prediction_id!r}")
-            existing = conn.execute(sa.select(labels.c.label).where(labels.c.prediction_id == prediction_id)).first()
-            if existing is not None:
-                raise DuplicateLabel(f"prediction {prediction_id!r} is already labelled {existing.label}")
             try:
                 conn.execute(labels.insert().values(prediction_id=prediction_id, label=label, labelled_at=labelled_at))
-            except IntegrityError as err:  # a concurrent label for the same id won the race
+            except IntegrityError as err:  # labelled before, or by a concurrent request just now
                 raise DuplicateLabel(f"prediction {prediction_id!r} is already labelled") from err
         return LabelRecord(prediction_id, label, labelled_at, version)
 
@@ -187,8 +178,7 @@ class PredictionStore:
             predictions.outerjoin(labels, labels.c.prediction_id == predictions.c.prediction_id)
         ).where(created_in(since, until))  # fmt: skip
         with self.engine.connect() as conn:
-            total, labelled = conn.execute(query).one()
-        return total, labelled
+            return tuple(conn.execute(query).one())
 
     def label_coverage(self, since: datetime, until: datetime | None = None) -> float | None:
         """Share of the predictions created in [since, until) that have a label; None if there are none."""

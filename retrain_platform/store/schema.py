@@ -52,9 +52,8 @@ class UTCDateTime(sa.TypeDecorator):
         return lambda value: None if value is None else utc_time_text(value)
 
     def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value is not None:
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 metadata = sa.MetaData()
@@ -82,31 +81,30 @@ labels = sa.Table(
     sa.Column("label", sa.Integer(), nullable=False),
 )
 
-# Plain str (SQLAlchemy's names are a str subclass that orjson refuses as a key).
-LOG_COLUMNS = [str(c.name) for c in predictions.columns]
+LOG_COLUMNS = [str(c.name) for c in predictions.columns]  # plain str: orjson refuses SQLAlchemy's as keys
 PREDICTION_COLUMNS = [name for name in LOG_COLUMNS if name != "features"]
 
 
 def insert_statement(dialect: sa.engine.Dialect) -> str:
-    """One statement that stores a JSON array of rows, objects keyed by the `predictions` columns
-    (times as `utc_time_text`), with no Python per row, and leaves a row whose id is stored as it
-    is (shipped twice, stored once). Derived from the table: a new column needs nothing here."""
-    values = []
+    """One statement that stores a JSON array of requests, each an array of rows, objects keyed by the
+    `predictions` columns (times as `utc_time_text`), with no Python per row; a row whose id is stored
+    is left as it is (shipped twice, stored once). Derived from the table: a new column needs nothing."""
+    values, row = [], "r.value" if dialect.name == "sqlite" else "r"
     for column in predictions.columns:
-        field = f"value {'->' if isinstance(column.type, sa.JSON) else '->>'} '{column.name}'"
+        field = f"{row} {'->' if isinstance(column.type, sa.JSON) else '->>'} '{column.name}'"
         if dialect.name == "postgresql" and not isinstance(column.type, sa.JSON):
             if isinstance(column.type, UTCDateTime):
                 field = f"({field} || '+00')"  # the segments' times are UTC
             field = f"CAST({field} AS {column.type.compile(dialect=dialect)})"
         values.append(field)
-    rows = "json_each(?)" if dialect.name == "sqlite" else "json_array_elements(CAST(%s AS JSON)) AS value"
+    rows = ("json_each(?) AS request, json_each(request.value) AS r" if dialect.name == "sqlite"
+            else "json_array_elements(CAST(%s AS JSON)) AS request, json_array_elements(request) AS r")  # fmt: skip
     # "WHERE true": without it SQLite would read ON CONFLICT as the join's condition.
     return (f"INSERT INTO predictions ({', '.join(c.name for c in predictions.columns)}) SELECT {', '.join(values)} "
             f"FROM {rows} WHERE true ON CONFLICT (prediction_id) DO NOTHING")  # fmt: skip
 
 
-def json_text(value) -> str:
-    """Features as JSON, several times faster than the standard library on a flat dict."""
+def json_text(value) -> str:  # several times faster than the standard library's on features
     return orjson.dumps(value).decode()
 
 
@@ -121,20 +119,17 @@ def create_store_engine(url: str, durable_commits: bool = False) -> Engine:
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # monitoring reads while serving writes
-        # NORMAL: with WAL a process crash loses no commit; a power cut may lose the last ones.
-        cursor.execute(f"PRAGMA synchronous={'FULL' if durable_commits else 'NORMAL'}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")  # monitoring reads while serving writes
+        # With WAL, NORMAL loses no commit to a process crash, only the last ones to a power cut.
+        dbapi_connection.execute(f"PRAGMA synchronous={'FULL' if durable_commits else 'NORMAL'}")
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
     return engine
 
 
 def create_tables(engine: Engine, tables: sa.MetaData = metadata, attempts: int = 10) -> None:
-    """Create `tables` (the log's, by default) unless they exist. Processes that open one new
-    database together race (SQLite refuses a switch to WAL while another holds a lock; on PostgreSQL
-    the loser of two CREATE TABLEs fails or finds the table there): each is worth another look."""
+    """Create `tables` (the log's, by default) unless they exist. Processes that open a new database
+    together race (SQLite refuses WAL while another holds a lock; PostgreSQL's loser of two CREATE TABLEs fails)."""
     for attempt in range(attempts):
         try:
             tables.create_all(engine)

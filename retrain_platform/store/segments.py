@@ -1,9 +1,9 @@
-"""The local log in front of the SQL store: a row is appended to a segment file, one JSON object a
-line, before its answer goes out. A write() is in the kernel's page cache once it returns, so the
-row survives a SIGKILL of its process; only a power cut loses what was not synced (the sync
-policy). A process holds an exclusive flock on each segment it has not shipped; the kernel drops
-it when the process dies, however it dies, and a segment nobody holds is an orphan that any
-process may claim, ship and delete (shipping twice stores once: the prediction id is the key)."""
+"""The local log in front of the SQL store: a request's rows are appended to a segment file, a line
+of JSON (an array of row objects), before its answer goes out. A write() is in the kernel's page
+cache once it returns: the rows survive a SIGKILL of their process, and only a power cut loses
+what was not synced (the sync policy). A process holds an exclusive flock on each segment it has
+not shipped; the kernel drops it when the process dies, however it dies, and a segment nobody
+holds is an orphan any process may claim, ship and delete (twice shipped, once stored: the id is the key)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ SYNC_POLICIES = ("none", "batch", "always")
 class Segment:
     path: Path
     fd: int  # holds the segment's lock until `discard`
-    rows: int  # -1: an orphan's, not counted yet
+    rows: int  # -1: an orphan's, counted when shipped
 
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):  # an orphan that another process shipped too
@@ -40,7 +40,7 @@ class SegmentLog:
         self.folder, self.sync = folder, sync
         folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # an append or a seal, never both
-        self._open = self._new_segment()
+        self.current = self._new_segment()  # the segment appended to
 
     def _new_segment(self) -> Segment:
         opening = self.folder / f"{os.getpid()}-{uuid.uuid4().hex}.new"
@@ -49,14 +49,10 @@ class SegmentLog:
         os.rename(opening, path := opening.with_suffix(SUFFIX))  # a segment once locked: never an orphan
         return Segment(path, fd, 0)
 
-    @property
-    def rows(self) -> int:
-        return self._open.rows
-
     def append(self, lines: bytes, rows: int) -> int:
         """Append complete lines holding `rows` rows; returns the rows in the open segment now."""
         with self._lock:
-            segment, view = self._open, memoryview(lines)
+            segment, view = self.current, memoryview(lines)
             while view:
                 view = view[os.write(segment.fd, view) :]
             if self.sync == "always":
@@ -67,18 +63,12 @@ class SegmentLog:
     def seal(self) -> Segment | None:
         """The open segment, to ship (None if empty); appends go to a new one from now on."""
         with self._lock:
-            if not (sealed := self._open).rows:
+            if not (sealed := self.current).rows:
                 return None
-            self._open = self._new_segment()
+            self.current = self._new_segment()
         if self.sync == "batch":
             os.fdatasync(sealed.fd)
         return sealed
-
-    def close(self) -> None:
-        """Delete the open segment, if it is empty (else it waits for the next start)."""
-        with self._lock:
-            if not self._open.rows:
-                self._open.discard()
 
 
 def claim_orphans(folder: Path) -> list[Segment]:
@@ -97,8 +87,9 @@ def claim_orphans(folder: Path) -> list[Segment]:
     return claimed
 
 
-def find_line(folder: Path, needle: bytes) -> bytes | None:
-    """The first complete line holding `needle` in a segment not shipped yet, of any process."""
+def find_line(folder: Path, prediction_id: str) -> bytes | None:
+    """The line of a prediction in a segment not shipped yet, of any process (None: not there)."""
+    needle = f'"prediction_id":"{prediction_id}"'.encode()  # as orjson writes an id (no escapes)
     for path in folder.glob(f"*{SUFFIX}"):
         with contextlib.suppress(FileNotFoundError):
             data = path.read_bytes()

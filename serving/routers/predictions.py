@@ -9,7 +9,6 @@ written as bytes (see json_response); the OpenAPI document still describes both,
 
 import time
 from collections.abc import Sequence
-from itertools import repeat
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -39,8 +38,9 @@ def prediction_row(prediction_id: str, created_at: float, model_version: str, fe
 def request_rows(features: Sequence[dict], ids: Sequence[str], scores: Sequence[float], labels: Sequence[int],
                  model_version: str, created_at: float, latency_ms: float | None) -> list[dict]:  # fmt: skip
     """The rows of a request of several predictions, which share a version, a time and a latency."""
-    return list(map(prediction_row, ids, repeat(created_at), repeat(model_version), features, scores, labels,
-                    repeat(latency_ms)))  # fmt: skip
+    shared = {"created_at": utc_time_text(created_at), "model_version": model_version, "latency_ms": latency_ms}
+    return [{"prediction_id": prediction_id, **shared, "features": row, "score": score, "predicted_label": label}
+            for prediction_id, row, score, label in zip(ids, features, scores, labels, strict=True)]  # fmt: skip
 
 
 def add_prediction_routes(router: APIRouter, serving: Serving) -> None:
