@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from sklearn.metrics import roc_auc_score
 
 from retrain_platform.datasets import FLIGHTS
 from retrain_platform.definitions import build_definitions
@@ -47,6 +48,17 @@ def test_whole_graph_lands_a_model_under_production(settings, defs, instance):
     assert run.info.status == "FINISHED" and run.data.tags["dagster_run_id"] == result.run_id
     assert run.data.metrics["holdout_auc"] > 0.6
     assert len(reg.load_reference("1")) > 1_000  # the drift baseline travels with the version
+    # The version that serves learned the holdout; the gates judged the fit that never saw it.
+    candidate = result.asset_materializations_for_node("candidate_model")[0].metadata
+    assert candidate["learned_holdout"].value is True
+    judged = reg.load_holdout_scores("1")
+    assert float(info.tags["holdout_auc"]) == pytest.approx(roc_auc_score(judged["label"], judged["score"]), abs=1e-6)
+    flights = FLIGHTS.load()
+    window = flights[flights[FLIGHTS.timestamp] < "2013-04-01"].sort_values([FLIGHTS.timestamp, FLIGHTS.id_column])
+    holdout = window.tail(len(judged))
+    assert (holdout[FLIGHTS.target].to_numpy() == judged["label"].to_numpy()).all()
+    learned = roc_auc_score(holdout[FLIGHTS.target], reg.load_predictor("1").scores(holdout))
+    assert learned > float(info.tags["holdout_auc"])
     report = result.asset_materializations_for_node("evaluation_report")[0].metadata
     assert "| auc_floor |" in report["gates"].value and "**n/a** | no champion yet" in report["gates"].value
     assert report["roc"].value.startswith("![ROC curves](data:image/png;base64,")

@@ -139,6 +139,26 @@ def test_the_refit_model_has_learned_the_validation_rows(kind):
     np.testing.assert_array_equal(unrefit.predictor.scores(probe), unrefit.candidates[0].predictor.scores(probe))
 
 
+@pytest.mark.parametrize("kind", [LIGHTGBM, LOGISTIC])
+def test_the_served_model_learns_the_holdout_the_judged_one_never_saw(kind):
+    """A group that first turns up in the holdout, always late: the fit the gates judge cannot know
+    it (its holdout figures are honest), the one that serves must."""
+    frame = synthetic(4_000, linear_world, seed=2)
+    holdout = time_split(frame, SYNTHETIC).holdout.index[::2]
+    frame.loc[holdout, "group"], frame.loc[holdout, "label"] = "new", 1
+    split = time_split(frame, SYNTHETIC)
+    params = TrainParams(max_rounds=200, num_threads=1, kinds=(kind,), learn_holdout=True)
+    trained = train_candidate(split, SYNTHETIC, params)
+    probe = split.holdout.head(200).assign(group="new")
+    assert trained.served is trained.final
+    assert trained.served.scores(probe).mean() > trained.predictor.scores(probe).mean() + 0.1
+    assert trained.served.threshold == trained.predictor.threshold
+    judged = classification_metrics(split.holdout["label"], trained.predictor.scores(split.holdout), trained.predictor.threshold)
+    assert trained.holdout_metrics == judged  # the holdout figures are the blind fit's
+    plain = train_candidate(split, SYNTHETIC, TrainParams(max_rounds=200, num_threads=1, kinds=(kind,)))
+    assert plain.served is plain.predictor and plain.final is None
+
+
 def test_recency_weights_lean_on_the_newest_rows():
     """The relation flips halfway: a short half-life follows the newer half."""
     old = synthetic(2_000, linear_world, seed=2)

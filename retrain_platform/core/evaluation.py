@@ -51,10 +51,17 @@ def evaluate_challenger(
     champion_realised_auc: float | None = None,
     forced: bool = False,
     live: LiveComparison | None = None,
+    challenger_scores=None,
 ) -> Evaluation:
+    """`challenger_scores`: the challenger's holdout scores as they were measured when it was
+    trained, by its fit that never learned the holdout (None: scored here)."""
     spec = challenger.spec
     labels = holdout[spec.target]
-    curves = {f"challenger v{challenger.version}": challenger.scores(holdout)}
+    if challenger_scores is None:
+        challenger_scores = challenger.scores(holdout)
+    elif len(challenger_scores) != len(holdout):
+        raise ValueError(f"{len(challenger_scores)} stored holdout scores for {len(holdout)} holdout rows")
+    curves = {f"challenger v{challenger.version}": challenger_scores}
     challenger_metrics = classification_metrics(labels, curves[f"challenger v{challenger.version}"], challenger.threshold)
     champion_metrics = None
     if champion is not None:

@@ -27,6 +27,14 @@ def dataset_gates(spec_gates: GateConfig, run: GateSettings) -> GateConfig:
     return spec_gates.model_copy(update=changed)
 
 
+def importance_markdown(importance: dict[str, float]) -> str:
+    """The model's global importance as each feature's share of the total, largest first."""
+    total = sum(importance.values()) or 1.0
+    lines = ["| feature | share |", "|---|---:|"]
+    lines += [f"| {name} | {value / total:.1%} |" for name, value in sorted(importance.items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines)
+
+
 @dg.asset(
     group_name="evaluation",
     kinds={"mlflow"},
@@ -55,8 +63,10 @@ def evaluation_report(
     if expected and expected != challenger_version:
         raise dg.Failure(f"this run re-evaluates challenger v{expected}, but the stored candidate is "
                          f"v{challenger_version}: a newer retrain replaced it")  # fmt: skip
+    judged = reg.load_holdout_scores(challenger_version)  # None for versions from before they were kept
     evaluation = evaluate_challenger(
-        challenger=reg.load_predictor(candidate_model["version"]),
+        challenger=reg.load_predictor(challenger_version),
+        challenger_scores=None if judged is None else judged["score"].to_numpy(),
         champion=reg.load_predictor(champion_version) if champion_version else None,
         holdout=holdout,
         config=gates,
