@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from retrain_platform.core import predictor as predictor_module
+from retrain_platform.core.feature_mapping import FeatureMapping
 from retrain_platform.core.gates import (
     Evidence,
     GateConfig,
@@ -124,6 +125,19 @@ def test_encoder_codes_categories_by_spec_position():
     assert np.isnan(encoded[FLIGHTS.feature_names.index("dest")])  # unseen category → missing
     frame = pd.DataFrame([row])
     np.testing.assert_array_equal(encoder.frame(frame)[0], encoded)
+
+
+def test_encoder_follows_its_mapping_whatever_the_spec_says():
+    mapping = FeatureMapping(("origin", "distance", "carrier"), {"origin": ("LGA", "JFK"), "carrier": ("UA", "AA")})
+    encoder = FeatureEncoder(mapping)
+    row = {"carrier": "AA", "origin": "EWR", "distance": 500.0, "dest": "BOS"}  # EWR unknown to it, dest unused
+    np.testing.assert_array_equal(encoder.rows([row])[0], [np.nan, 500.0, 1.0])
+    np.testing.assert_array_equal(encoder.row(row, np.empty(3)), [np.nan, 500.0, 1.0])
+    np.testing.assert_array_equal(encoder.frame(pd.DataFrame([row]))[0], [np.nan, 500.0, 1.0])
+    assert encoder.categorical_indices == [0, 2]
+    assert FeatureMapping.from_dict(mapping.to_dict()) == mapping
+    # The spec as it stands may add features and categories: nothing to report.
+    assert mapping.problems(FLIGHTS) == [] and FeatureMapping.from_spec(FLIGHTS).problems(FLIGHTS) == []
 
 
 def _small_booster(sample: pd.DataFrame) -> lgb.Booster:

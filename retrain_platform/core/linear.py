@@ -8,6 +8,7 @@ in the same order, so one row and many rows agree to the last bits before the si
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,9 @@ from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
 from retrain_platform.datasets.spec import Categorical, DatasetSpec
+
+from .feature_mapping import FeatureMapping
+from .predictor import Contributions
 
 KIND = "logistic"
 
@@ -42,26 +46,40 @@ class LinearPredictor:
     spread_importance: dict[str, float] = field(default_factory=dict)
     version: str | None = None
     kind: str = KIND
+    # The features it was trained on, in order. Its categories are coefficients keyed by value, so
+    # codes never reach it; None: read from its own tables (a version registered before mappings
+    # were stored: same features and categories, numbers listed first).
+    mapping: FeatureMapping | None = None
 
     def __post_init__(self):
+        self.mapping = self.mapping or FeatureMapping(
+            (*self.numeric, *self.categorical), {name: tuple(table) for name, table in self.categorical.items()})
         # Tuples for the request path: a tuple walk is the cheapest loop Python has.
         self._numeric_terms = tuple((name, *terms) for name, terms in self.numeric.items())
         self._categorical_terms = tuple(self.categorical.items())
 
-    def log_odds(self, frame: pd.DataFrame) -> np.ndarray:
-        z = np.full(len(frame), self.intercept, dtype=np.float64)
+    def _terms(self, frame: pd.DataFrame) -> Iterator[tuple[str, np.ndarray]]:
+        """Each feature's term of the log-odds, in the order `score_one` adds them."""
         for name, median, mean, weight in self._numeric_terms:
             x = _numbers(frame[name])
-            z += (np.where(np.isnan(x), median, x) - mean) * weight
+            yield name, (np.where(np.isnan(x), median, x) - mean) * weight
         for name, coefficients in self._categorical_terms:
-            z += frame[name].map(coefficients).astype(np.float64).fillna(0.0).to_numpy()
+            yield name, frame[name].map(coefficients).astype(np.float64).fillna(0.0).to_numpy()
+
+    def log_odds(self, frame: pd.DataFrame) -> np.ndarray:
+        z = np.full(len(frame), self.intercept, dtype=np.float64)
+        for _, term in self._terms(frame):
+            z += term
         return z
 
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.log_odds(frame)))
 
     def score_rows(self, rows: list[dict]) -> np.ndarray:
-        return self.scores(pd.DataFrame.from_records(rows, columns=self.spec.feature_names))
+        return self.scores(self._frame(rows))
+
+    def _frame(self, rows: list[dict]) -> pd.DataFrame:
+        return pd.DataFrame.from_records(rows, columns=list(self.mapping.names))
 
     def score_one(self, row: dict) -> float:
         z = self.intercept
@@ -80,6 +98,19 @@ class LinearPredictor:
         move across the data because of that feature, on the same footing for every feature."""
         return dict(self.spread_importance)
 
+    def contributions(self, frame: pd.DataFrame) -> Contributions:
+        """Coefficient x standardised value per number (the training median for a missing one), so
+        relative to the training mean; a category's own coefficient, relative to the reference level
+        (a missing or unknown category adds nothing). `bias` is the intercept. No interactions: these
+        are the log-odds terms themselves, and exact Shapley values of a linear model with
+        independent features."""
+        columns = dict(self._terms(frame))
+        features = pd.DataFrame({name: columns[name] for name in self.mapping.names}, index=frame.index)
+        return Contributions(features, np.full(len(frame), self.intercept, dtype=np.float64))
+
+    def contribution_rows(self, rows: list[dict]) -> Contributions:
+        return self.contributions(self._frame(rows))
+
     # -- as data --------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
@@ -89,12 +120,14 @@ class LinearPredictor:
         }  # fmt: skip
 
     @classmethod
-    def from_dict(cls, data: dict, spec: DatasetSpec, version: str | None = None) -> LinearPredictor:
+    def from_dict(cls, data: dict, spec: DatasetSpec, version: str | None = None,
+                  mapping: FeatureMapping | None = None) -> LinearPredictor:  # fmt: skip
         return cls(
             spec=spec, threshold=float(data["threshold"]), intercept=float(data["intercept"]),
             numeric={name: tuple(float(v) for v in terms) for name, terms in data["numeric"].items()},
             categorical={name: {k: float(v) for k, v in table.items()} for name, table in data["categorical"].items()},
             spread_importance={k: float(v) for k, v in data.get("importance", {}).items()}, version=version,
+            mapping=mapping,
         )  # fmt: skip
 
 
@@ -136,4 +169,5 @@ def fit_logistic(frame: pd.DataFrame, spec: DatasetSpec, threshold: float = 0.5,
             numeric[name] = (median, mean, float(coefficient) / scale)
         else:
             categorical.setdefault(name, {})[category] = float(coefficient)
-    return LinearPredictor(spec, threshold, float(model.intercept_[0]), numeric, categorical, importance)
+    return LinearPredictor(spec, threshold, float(model.intercept_[0]), numeric, categorical, importance,
+                           mapping=FeatureMapping.from_spec(spec))  # fmt: skip

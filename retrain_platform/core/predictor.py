@@ -2,9 +2,10 @@
 (the logistic one is `core.linear.LinearPredictor`). One encoding for training and inference, no
 pyfunc wrapper.
 
-Categorical values become their index in the spec's category list, so codes are stable across
-data windows and model versions; a value outside the list (or missing) becomes NaN, which LightGBM
-sends down the branch it learned for unseen categories.
+Categorical values become their index in the version's own category list (`FeatureMapping`, taken
+from the spec at training and stored with the version), so a spec edited later never changes the
+codes a registered model receives; a value outside the list (or missing) becomes NaN, which
+LightGBM sends down the branch it learned for unseen categories.
 """
 
 from __future__ import annotations
@@ -21,21 +22,24 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from retrain_platform.datasets.spec import Categorical, DatasetSpec
+from retrain_platform.datasets.spec import DatasetSpec
+
+from .feature_mapping import FeatureMapping
 
 log = logging.getLogger(__name__)
 
 
 class FeatureEncoder:
-    def __init__(self, spec: DatasetSpec):
-        self.spec = spec
-        self.names = spec.feature_names
-        self.codes = {
-            f.name: {value: float(i) for i, value in enumerate(f.categories)}
-            for f in spec.features
-            if isinstance(f, Categorical)
-        }
+    """Raw feature values to the model's numbers, in the mapping's feature order. A spec is read as
+    the mapping it gives today: what training uses for a model it is about to fit."""
+
+    def __init__(self, features: FeatureMapping | DatasetSpec):
+        mapping = features if isinstance(features, FeatureMapping) else FeatureMapping.from_spec(features)
+        self.names = list(mapping.names)
+        self.codes = mapping.codes()
         self.categorical_indices = [i for i, name in enumerate(self.names) if name in self.codes]
+        # (position, name, codes or None) per feature: the one-row loop reads a tuple, no lookups.
+        self._plan = tuple((c, name, self.codes.get(name)) for c, name in enumerate(self.names))
 
     def frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode many rows at once, vectorised per column."""
@@ -50,8 +54,7 @@ class FeatureEncoder:
     def rows(self, rows: list[dict]) -> np.ndarray:
         """Encode rows given as dicts (the request path), column by column."""
         out = np.empty((len(rows), len(self.names)), dtype=np.float64)
-        for c, name in enumerate(self.names):
-            codes = self.codes.get(name)
+        for c, name, codes in self._plan:
             if codes is None:
                 out[:, c] = [row.get(name) for row in rows]  # None becomes NaN
             else:
@@ -60,9 +63,8 @@ class FeatureEncoder:
 
     def row(self, row: dict, out: np.ndarray) -> np.ndarray:
         """Encode one row into `out`: the single-prediction path, where numpy calls cost more than the loop."""
-        for c, name in enumerate(self.names):
+        for c, name, codes in self._plan:
             value = row.get(name)
-            codes = self.codes.get(name)
             if codes is not None:
                 value = codes.get(value)
             out[c] = np.nan if value is None else value
@@ -138,11 +140,24 @@ def one_row_scorer(booster: lgb.Booster, columns: int) -> SingleRowScorer | Publ
         return PublicRowScorer(booster, columns)
 
 
+@dataclass(frozen=True)
+class Contributions:
+    """Each feature's part in each row's log-odds: `features` (a row per row scored, a column per
+    feature) plus `bias` add up to the model's raw score, before the sigmoid."""
+
+    features: pd.DataFrame
+    bias: np.ndarray
+
+    def log_odds(self) -> np.ndarray:
+        return self.features.to_numpy().sum(axis=1) + self.bias
+
+
 @runtime_checkable
 class Predictor(Protocol):
     """A served model of any kind: gates, serving and monitoring use only this."""
 
-    spec: DatasetSpec
+    spec: DatasetSpec  # the dataset as its spec stands now: its name, target, request fields
+    mapping: FeatureMapping  # what this model was trained on: the features and codes it receives
     threshold: float
     version: str | None
     kind: str  # "lightgbm" or "logistic": how the registry logs and loads it
@@ -159,6 +174,14 @@ class Predictor(Protocol):
         """How much the model leans on each feature (any scale: callers use shares)."""
         ...
 
+    def contributions(self, frame: pd.DataFrame) -> Contributions:
+        """Why each row scored what it did: each feature's part in its log-odds."""
+        ...
+
+    def contribution_rows(self, rows: list[dict]) -> Contributions:
+        """`contributions` of rows given as dicts (the request path)."""
+        ...
+
 
 @dataclass
 class LightGBMPredictor:
@@ -167,16 +190,18 @@ class LightGBMPredictor:
     threshold: float
     version: str | None = None
     kind: str = "lightgbm"
+    mapping: FeatureMapping | None = None  # None: a model fitted just now, on the spec as it stands
 
     def __post_init__(self):
-        self.encoder = FeatureEncoder(self.spec)
+        self.mapping = self.mapping or FeatureMapping.from_spec(self.spec)
+        self.encoder = FeatureEncoder(self.mapping)
         self._single: SingleRowScorer | PublicRowScorer | None = None  # made on first use; a C handle does not pickle
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_single": None}
 
     def encoded(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """What the native booster itself takes: numbers only, categories as spec codes."""
+        """What the native booster itself takes: numbers only, categories as the version's codes."""
         return pd.DataFrame(self.encoder.frame(frame), columns=self.encoder.names)
 
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
@@ -186,7 +211,7 @@ class LightGBMPredictor:
         return self.score_encoded(self.encoder.rows(rows))
 
     def score_encoded(self, encoded: np.ndarray) -> np.ndarray:
-        """Rows as the encoder gives them: a column per feature, in the spec's order."""
+        """Rows as the encoder gives them: a column per feature, in the version's order."""
         return self.booster.predict(encoded, num_threads=_threads(len(encoded)))
 
     def score_one(self, row: dict) -> float:
@@ -199,10 +224,22 @@ class LightGBMPredictor:
         gains = self.booster.feature_importance(importance_type="gain")  # up to the best iteration
         return dict(zip(self.encoder.names, (float(g) for g in gains), strict=True))
 
+    def contributions(self, frame: pd.DataFrame) -> Contributions:
+        """LightGBM's own tree SHAP values (`pred_contrib`): exact Shapley values of the trees'
+        raw score; `bias` is the trees' expected raw score over the training rows."""
+        return self._contributions(self.encoder.frame(frame), frame.index)
+
+    def contribution_rows(self, rows: list[dict]) -> Contributions:
+        return self._contributions(self.encoder.rows(rows))
+
+    def _contributions(self, encoded: np.ndarray, index=None) -> Contributions:
+        values = self.booster.predict(encoded, pred_contrib=True, num_threads=_threads(len(encoded)))
+        return Contributions(pd.DataFrame(values[:, :-1], columns=self.encoder.names, index=index), values[:, -1])
+
 
 def one_row_latency_ms(predictor: Predictor, frame: pd.DataFrame, repeats: int = 200) -> float:
     """Median wall time of scoring one row on the request path, in milliseconds."""
-    rows = frame[predictor.spec.feature_names].head(repeats).to_dict("records")
+    rows = frame[list(predictor.mapping.names)].head(repeats).to_dict("records")
     timings = []
     for i in range(repeats):
         row = rows[i % len(rows)]
@@ -217,7 +254,7 @@ def is_deterministic(predictor: Predictor, frame: pd.DataFrame) -> bool:
     sample = frame.head(500)
     bulk = predictor.scores(sample)
     again = predictor.scores(sample)
-    rows = sample[predictor.spec.feature_names].to_dict("records")
+    rows = sample[list(predictor.mapping.names)].to_dict("records")
     by_rows = predictor.score_rows(rows)
     one_by_one = np.array([predictor.score_one(row) for row in rows])
     return bool(np.array_equal(bulk, again) and np.allclose(bulk, by_rows, rtol=0, atol=1e-12)

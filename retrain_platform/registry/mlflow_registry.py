@@ -106,7 +106,9 @@ class ModelRegistry:
         return version
 
     def load_predictor(self, version: str) -> Predictor:
-        """The version's native predictor, of whichever kind was registered."""
+        """The version's native predictor, of whichever kind was registered, fed with the features
+        and category codes it was trained with. Raises `UnservableVersion`, naming the version, the
+        dataset and the features, when the dataset's spec no longer offers what the version needs."""
         info = self.version_info(version)
         # Download through this registry's own URI: the fluent loaders follow the process-wide one.
         local = mlflow.artifacts.download_artifacts(
@@ -114,7 +116,9 @@ class ModelRegistry:
             tracking_uri=self.tracking_uri,
         )
         kind = info.tags.get(KIND_TAG, LIGHTGBM)
-        return read_predictor(local, kind, get_spec(info.tags["dataset"]), info.threshold, str(version))
+        predictor = read_predictor(local, kind, get_spec(info.tags["dataset"]), info.threshold, str(version))
+        predictor.mapping.check_servable(predictor.spec, f"{self.model_name} version {version}")
+        return predictor
 
     def run_metrics(self, version: str) -> dict[str, float]:
         info = self.version_info(version)
