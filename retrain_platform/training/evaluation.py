@@ -64,8 +64,9 @@ def evaluation_report(
         raise dg.Failure(f"this run re-evaluates challenger v{expected}, but the stored candidate is "
                          f"v{challenger_version}: a newer retrain replaced it")  # fmt: skip
     judged = reg.load_holdout_scores(challenger_version)  # None for versions from before they were kept
+    challenger = reg.load_predictor(challenger_version)
     evaluation = evaluate_challenger(
-        challenger=reg.load_predictor(challenger_version),
+        challenger=challenger,
         challenger_scores=None if judged is None else judged["score"].to_numpy(),
         champion=reg.load_predictor(champion_version) if champion_version else None,
         holdout=holdout,
@@ -114,6 +115,7 @@ def evaluation_report(
             "metrics": dg.MetadataValue.md(metrics_table({"challenger": evaluation.challenger_metrics,
                                                           "champion": evaluation.champion_metrics})),
             "roc": dg.MetadataValue.md(markdown_image(evaluation.roc_png, "ROC curves")),
+            "challenger_importance": dg.MetadataValue.md(importance_markdown(challenger.importance())),
         },
     )
     yield dg.AssetCheckResult(
