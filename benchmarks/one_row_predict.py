@@ -13,7 +13,9 @@ does, encoding included (the same encoder into a reused buffer):
 Every variant must give the fast path's scores on the same rows (to 1e-12) before anything is
 timed. The variants take turns: each round times every variant, call by call, in an order rotated
 every round; a variant's figure is the median over rounds of its per-round median call time, and the
-ratio fast / fastest public is taken within each round, its median over rounds reported.
+ratio fast / fastest public is taken within each round, its median over rounds reported. Last, the
+cost of explaining one row (`contribution_rows`, LightGBM's tree SHAP): what a request with
+`explain: true` would add.
 
     .venv/bin/python benchmarks/one_row_predict.py [--days 365] [--rounds 7] [--calls 2000]
 """
@@ -118,6 +120,8 @@ def main() -> None:
     print(f"ratio fast / fastest public (median of per-round ratios): {statistics.median(ratios):.3f} "
           f"(rounds {min(ratios):.3f}..{max(ratios):.3f}); the public path costs "
           f"{1 / statistics.median(ratios):.1f}x the fast one")  # fmt: skip
+    explain = time_calls(lambda row: predictor.contribution_rows([row]), rows, args.calls)
+    print(f"explaining one row (contribution_rows, tree SHAP): {explain:.4f} ms median over {args.calls} calls")
 
 
 if __name__ == "__main__":
