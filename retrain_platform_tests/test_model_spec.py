@@ -129,6 +129,20 @@ def test_a_removed_or_retyped_feature_is_an_error_at_load_naming_version_dataset
         assert "gone from the spec: carrier" in message and "changed type: origin (was category)" in message, kind
 
 
+def test_serving_reports_a_production_version_it_cannot_feed(registered, tmp_path, monkeypatch):
+    from serving.model_holder import ModelHolder
+
+    registry, versions, _ = registered
+    registry.promote(versions[LIGHTGBM], expected_current=registry.production_version())
+    edited_flights(tmp_path, monkeypatch, lambda features: {k: v for k, v in features.items() if k != "dest"})
+    holder = ModelHolder(get_spec("flights"), registry.tracking_uri)
+    assert holder.refresh() is False and holder.served is None
+    health = holder.health()
+    assert health["status"] == "unavailable"
+    assert f"retrain-flights version {versions[LIGHTGBM]} cannot be served" in health["registry_error"]
+    assert "gone from the spec: dest" in health["registry_error"]
+
+
 def test_a_version_registered_before_mappings_were_kept_still_loads(registered, split, rows, tmp_path, monkeypatch):
     """Logged as the platform logged LightGBM before: the booster, no mapping in its metadata."""
     registry, versions, experiment = registered
