@@ -213,3 +213,20 @@ def test_importance_table_lists_features_by_share():
     table = importance_markdown({"a": 1.0, "b": 3.0, "c": 0.0})
     lines = table.splitlines()
     assert lines[0] == "| feature | share |" and lines[2:] == ["| b | 75.0% |", "| a | 25.0% |", "| c | 0.0% |"]
+
+
+def test_a_champion_the_spec_can_no_longer_feed_never_blocks_its_successor(tmp_path, instance, monkeypatch):
+    settings = make_settings(tmp_path)
+    window = {"window_days": 30, "window_end": "2013-03-31"}
+    train = {"max_rounds": 40, "model_kinds": ["lightgbm"]}
+    gates = {"auc_floor": 0.5, "recall_floor": 0.0, "cooldown_days": 0.0}
+    assert run_job(build_definitions(settings), instance, raw_data=window, candidate_model=train,
+                   evaluation_report=gates).success  # fmt: skip
+    edited_flights(tmp_path, monkeypatch, lambda features: {k: v for k, v in features.items() if k != "dest"})
+    result = run_job(build_definitions(settings), instance, raw_data=window, candidate_model=train,
+                     evaluation_report=gates)  # fmt: skip
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    registry = ModelRegistry(settings.tracking_uri, FLIGHTS.model_name)
+    assert registry.production_version() == "2"
+    report = result.asset_materializations_for_node("evaluation_report")[0].metadata
+    assert "dest" in report["champion_unservable"].value and "no champion yet" in report["gates"].value

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from retrain_platform.core.evaluation import evaluate_challenger
+from retrain_platform.core.feature_mapping import UnservableVersion
 from retrain_platform.core.gates import GateConfig, gates_as_dicts, gates_markdown
 from retrain_platform.core.plots import markdown_image
 from retrain_platform.core.split import time_split
@@ -65,10 +66,17 @@ def evaluation_report(
                          f"v{challenger_version}: a newer retrain replaced it")  # fmt: skip
     judged = reg.load_holdout_scores(challenger_version)  # None for versions from before they were kept
     challenger = reg.load_predictor(challenger_version)
+    champion, unservable = None, None
+    if champion_version:
+        try:
+            champion = reg.load_predictor(champion_version)
+        except UnservableVersion as err:  # the spec lost what it needs: it must not block its successor
+            unservable = str(err)
+            context.log.warning(f"{unservable}; the challenger is judged by the floors alone")
     evaluation = evaluate_challenger(
         challenger=challenger,
         challenger_scores=None if judged is None else judged["score"].to_numpy(),
-        champion=reg.load_predictor(champion_version) if champion_version else None,
+        champion=champion,
         holdout=holdout,
         config=gates,
         label_coverage=source.label_coverage(since=datetime.now(UTC) - timedelta(days=gates.label_coverage_days)),
@@ -110,6 +118,7 @@ def evaluation_report(
             "verdict": verdict,
             "challenger_version": challenger_version,
             "champion_version": champion_version or "none",
+            **({"champion_unservable": unservable} if unservable else {}),
             "holdout_rows": len(holdout),
             "gates": dg.MetadataValue.md(gates_markdown(gates)),
             "metrics": dg.MetadataValue.md(metrics_table({"challenger": evaluation.challenger_metrics,
