@@ -7,7 +7,8 @@
   can be stopped and started again: a real "registry unreachable".
 - `ServingProcess`: `uvicorn serving.app:app` in a session of its own, as deployed, that can be
   killed outright (SIGKILL) and started again on the same home, store and port.
-- `postgres_store_url`: a PostgreSQL URL whose tables live in a schema of their own.
+- `postgres_store_url`: a PostgreSQL URL whose tables live in a schema of their own; `store_url`,
+  a fixture: a SQLite file, then PostgreSQL.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
@@ -224,6 +226,16 @@ class MlflowServerThread:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path):
+    """A prediction store's URL: a SQLite file, then the test PostgreSQL (which `postgres_url` may skip)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store' / 'predictions.db'}"
+    else:
+        with postgres_store_url(request.getfixturevalue("postgres_url")) as url:
+            yield url
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from retrain_platform.store import PredictionStore
-from retrain_platform_tests.serving_fixtures import ServingProcess, postgres_store_url, register_flight_models
+from retrain_platform_tests.serving_fixtures import ServingProcess, register_flight_models, store_url  # noqa: F401
 
 TOKEN = "durability-token"
 LATE_SHIPPING = {"RETRAIN_STORE_FLUSH_SECONDS": "60", "RETRAIN_STORE_BATCH_SIZE": "1000000"}
@@ -28,15 +28,6 @@ LATE_SHIPPING = {"RETRAIN_STORE_FLUSH_SECONDS": "60", "RETRAIN_STORE_BATCH_SIZE"
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     return register_flight_models(tmp_path_factory.mktemp("mlflow"), count=1)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'predictions.db'}"
-    else:
-        with postgres_store_url(request.getfixturevalue("postgres_url")) as url:
-            yield url
 
 
 @pytest.fixture

@@ -20,19 +20,10 @@ import sqlalchemy as sa
 from retrain_platform.store import DuplicateLabel, PredictionStore, UnknownPrediction, metadata
 from retrain_platform.store.prediction_store import checked_rows
 from retrain_platform.store.schema import UTCDateTime
-from retrain_platform_tests.serving_fixtures import postgres_store_url
+from retrain_platform_tests.serving_fixtures import postgres_store_url, store_url  # noqa: F401 - a fixture
 from serving.routers.predictions import prediction_row, request_rows
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store' / 'predictions.db'}"
-    else:
-        with postgres_store_url(request.getfixturevalue("postgres_url")) as url:
-            yield url
 
 
 def prediction(created_at: datetime = START, version: str = "1", score: float = 0.3, **features) -> dict:

@@ -63,8 +63,7 @@ class LabelRecord:
 class PredictionStore:
     def __init__(self, url: str, *, log_dir: Path | None = None, sync: str = "batch", batch_size: int = 500,
                  flush_interval: float = 1.0):  # fmt: skip
-        """`log_dir`: the local log's folder (serving's: under RETRAIN_HOME); None: a temporary one,
-        deleted by `close` (tools and tests). `sync`: none, batch or always (docs/serving.md)."""
+        """`log_dir`: the local log's (None: a temporary one); `sync`: none, batch or always (docs/serving.md)."""
         self.url = url
         self.engine = create_store_engine(url, durable_commits=sync != "none")
         create_tables(self.engine)
@@ -84,8 +83,7 @@ class PredictionStore:
     def start(self) -> None:  # replays what dead processes left in the log's folder, then ships in the background
         self.writer.start()
 
-    def close(self) -> None:
-        """Ship every logged prediction, then release the database connections."""
+    def close(self) -> None:  # ships every logged prediction, then releases the database connections
         try:
             if self._writer is not None:
                 self._writer.close()
@@ -101,8 +99,7 @@ class PredictionStore:
     def record_many(self, rows: Sequence[dict]) -> None:
         self.writer.append(checked_rows(rows))
 
-    def record_rows(self, rows: list[dict], shadow: ShadowModel | None = None) -> None:
-        """Serving's: rows as `checked_rows` makes them, unchecked; `shadow` scores them when shipped."""
+    def record_rows(self, rows: list[dict], shadow: ShadowModel | None = None) -> None:  # serving's: unchecked
         self.writer.append(rows, shadow)
 
     def stats(self) -> WriterStats:

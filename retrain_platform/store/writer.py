@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -63,8 +64,7 @@ class LogWriter:
         if self.segments.append(line, len(rows)) >= self.batch_size:
             self._wake.set()
 
-    def flush(self) -> int:
-        """Ship every row appended so far, and every orphan; returns the rows shipped."""
+    def flush(self) -> int:  # ships every row appended so far, and every orphan; returns the rows shipped
         with self._ship_lock:
             if (sealed := self.segments.seal()) is not None:
                 self._sealed.append(sealed)
@@ -126,6 +126,8 @@ class LogWriter:
         return orjson.dumps([rows])
 
     def _run(self) -> None:
+        with contextlib.suppress(OSError):  # niced, this thread only (Linux): a request gets the core first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         while not self._stopping.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
@@ -134,7 +136,8 @@ class LogWriter:
 
     def start(self) -> None:
         """Ship the orphans of processes that died (a replay), then keep shipping in a thread."""
-        self.flush()
+        with contextlib.suppress(Exception):  # logged; a database down at start must not stop serving
+            self.flush()
         self._thread = threading.Thread(target=self._run, name="prediction-log-shipper", daemon=True)
         self._thread.start()
 
