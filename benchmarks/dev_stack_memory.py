@@ -75,7 +75,6 @@ def label(pid: int) -> str:
         ("_job_runner", "mlflow job runner"),
         ("mlflow/server/uvicorn", "mlflow server worker (uvicorn)"),
         ("bin/mlflow server", "mlflow server"),
-        ("insert_process", "serving prediction-log writer"),
         ("resource_tracker", "serving multiprocessing tracker"),
         ("spawn_main", "serving worker"),
         ("serving.app:app", "serving (uvicorn supervisor)"),

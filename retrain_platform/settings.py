@@ -67,9 +67,6 @@ class Settings(BaseModel):
     # When the local prediction log is synced to disk: none, batch or always (docs/serving.md: what a
     # power cut can lose with each). A SIGKILL loses nothing answered with any of them.
     log_sync: str = "batch"
-    # Serving stores the log from a process of its own, so the log does not hold the interpreter
-    # that answers requests (off: a thread in the serving process).
-    store_insert_process: bool = True
     # Where serving launches the retrain job through Dagster's GraphQL API.
     dagster_location: str = "retrain_platform"
     dagster_repository: str = "__repository__"
