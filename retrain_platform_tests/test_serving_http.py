@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -31,7 +32,7 @@ import httpx
 import pytest
 
 from retrain_platform.core.decisions import RetrainingDecision
-from retrain_platform.datasets import get_spec
+from retrain_platform.datasets import FLIGHTS, get_spec
 from retrain_platform.decisions.folder import DecisionFolder
 from retrain_platform.monitoring.log import MonitoringLog
 from retrain_platform.names import MODEL_TAG, TRIGGER_TAG
@@ -199,6 +200,22 @@ def test_predict_scores_with_the_production_model_and_logs_a_shadow_score(client
     if challenger:
         shadow = models.registry.load_predictor(challenger).score_rows([row])[0]
         assert logged["shadow_score"] == pytest.approx(shadow, abs=1e-12)
+
+
+def test_explain_returns_each_features_part_in_the_log_odds(client, models):
+    rows = models.rows[:3]
+    one = client.post("/predict", params={"explain": "true"}, json=rows[0])
+    assert one.status_code == 200, one.text
+    batch = client.post("/predict/batch", params={"explain": "true"}, json={"rows": rows})
+    assert batch.status_code == 200, batch.text
+    answers = [one.json(), *batch.json()["predictions"]]
+    for answer in answers:
+        explanation = answer["explanation"]
+        assert set(explanation["contributions"]) == set(FLIGHTS.feature_names)
+        log_odds = explanation["bias"] + sum(explanation["contributions"].values())
+        assert 1 / (1 + math.exp(-log_odds)) == pytest.approx(answer["probability"], abs=1e-9)
+    assert answers[0]["explanation"] == answers[1]["explanation"]  # the same row, the same reasons
+    assert "explanation" not in client.post("/predict", json=rows[0]).json()  # only when asked
 
 
 BAD_REQUESTS = {

@@ -125,18 +125,29 @@ def request_schemas(spec: DatasetSpec, max_rows: int) -> RequestSchemas:
     return RequestSchemas(TypeAdapter(row), TypeAdapter(batch), row_name, batch_name)
 
 
+class Explanation(BaseModel):
+    """Why the row scored what it did, in log-odds: `bias` plus every contribution is the model's raw
+    score, and the probability is its sigmoid. LightGBM: its own tree SHAP values; the logistic
+    model: each feature's term."""
+
+    bias: float
+    contributions: dict[str, float] = Field(description="each feature's part in the log-odds")
+
+
 class Prediction(BaseModel):
     prediction_id: str = Field(description="quote it in POST /feedback when the true outcome is known")
     model_version: str
     probability: float = Field(description="probability of the positive class")
     label: int = Field(description="1 when probability >= threshold")
     threshold: float
+    explanation: Explanation | None = Field(None, description="with `explain=true` only")
 
 
 class RowPrediction(BaseModel):
     prediction_id: str
     probability: float
     label: int
+    explanation: Explanation | None = Field(None, description="with `explain=true` only")
 
 
 class BatchPrediction(BaseModel):

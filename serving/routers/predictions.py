@@ -10,7 +10,7 @@ written as bytes (see json_response); the OpenAPI document still describes both,
 import time
 from collections.abc import Sequence
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from retrain_platform.store import utc_time_text
@@ -43,6 +43,16 @@ def request_rows(features: Sequence[dict], ids: Sequence[str], scores: Sequence[
             for prediction_id, row, score, label in zip(ids, features, scores, labels, strict=True)]  # fmt: skip
 
 
+EXPLAIN = Query(False, description="add each feature's contribution to the log-odds (LightGBM's tree SHAP); "
+                                   "about 100 times the cost of scoring the row")
+
+
+def explanations(served: Served, rows: list[dict]) -> list[dict]:
+    explained = served.champion.contribution_rows(rows)
+    return [{"bias": float(bias), "contributions": contributions}
+            for bias, contributions in zip(explained.bias, explained.features.to_dict("records"), strict=True)]  # fmt: skip
+
+
 def add_prediction_routes(router: APIRouter, serving: Serving) -> None:
     schemas, served_model = serving.schemas, serving.served_model
     max_rows, max_bytes = serving.settings.serving_max_batch_rows, serving.settings.serving_max_body_bytes
@@ -62,7 +72,7 @@ def add_prediction_routes(router: APIRouter, serving: Serving) -> None:
         description=VALIDATION_RULES, openapi_extra=RequestSchemas.reference(schemas.row_name),
         responses={**INVALID_BODY, 413: {"description": "body too large"}, 503: {"description": "no model loaded yet"}},
     )  # fmt: skip
-    async def predict(request: Request) -> Response:
+    async def predict(request: Request, explain: bool = EXPLAIN) -> Response:
         started = time.perf_counter()
         features = parse_body(schemas.row, await request.body())
         served = served_model()
@@ -75,10 +85,13 @@ def add_prediction_routes(router: APIRouter, serving: Serving) -> None:
                 served,
                 [prediction_row(new_id, time.time(), served.version, features, score, label, elapsed_ms(started))],
             )
-        return json_response({"prediction_id": new_id, "model_version": served.version, "probability": score,
-                              "label": label, "threshold": threshold}, served.version)  # fmt: skip
+        answer = {"prediction_id": new_id, "model_version": served.version, "probability": score, "label": label,
+                  "threshold": threshold}  # fmt: skip
+        if explain:
+            answer["explanation"] = explanations(served, [features])[0]
+        return json_response(answer, served.version)
 
-    def score_batch(served: Served, rows: list[dict], started: float) -> Response:
+    def score_batch(served: Served, rows: list[dict], started: float, explain: bool) -> Response:
         scores = served.champion.score_rows(rows).tolist()
         threshold = served.champion.threshold
         ids = prediction_ids(len(rows))
@@ -87,6 +100,9 @@ def add_prediction_routes(router: APIRouter, serving: Serving) -> None:
             log(served, request_rows(rows, ids, scores, labels, served.version, time.time(), elapsed_ms(started)))
         predictions = [{"prediction_id": prediction_id, "probability": score, "label": label}
                        for prediction_id, score, label in zip(ids, scores, labels, strict=True)]  # fmt: skip
+        if explain:
+            for prediction, explanation in zip(predictions, explanations(served, rows), strict=True):
+                prediction["explanation"] = explanation
         return json_response({"model_version": served.version, "threshold": threshold, "count": len(rows),
                               "predictions": predictions}, served.version)  # fmt: skip
 
@@ -98,9 +114,9 @@ def add_prediction_routes(router: APIRouter, serving: Serving) -> None:
         openapi_extra=RequestSchemas.reference(schemas.batch_name),
         responses={**INVALID_BODY, 413: {"description": f"more than {max_rows} rows"}, 503: {"description": "no model"}},
     )  # fmt: skip
-    async def predict_batch(request: Request) -> Response:
+    async def predict_batch(request: Request, explain: bool = EXPLAIN) -> Response:
         started = time.perf_counter()
         rows = parse_body(schemas.batch, await request.body())["rows"]
         served = served_model()
         # Off the event loop: scoring 1,000 rows takes milliseconds, single rows keep flowing meanwhile.
-        return await run_in_threadpool(score_batch, served, rows, started)
+        return await run_in_threadpool(score_batch, served, rows, started, explain)
