@@ -216,6 +216,9 @@ def test_explain_returns_each_features_part_in_the_log_odds(client, models):
         assert 1 / (1 + math.exp(-log_odds)) == pytest.approx(answer["probability"], abs=1e-9)
     assert answers[0]["explanation"] == answers[1]["explanation"]  # the same row, the same reasons
     assert "explanation" not in client.post("/predict", json=rows[0]).json()  # only when asked
+    documented = client.get("/openapi.json").json()["paths"]
+    for path in ("/predict", "/predict/batch"):
+        assert [p["name"] for p in documented[path]["post"]["parameters"]] == ["explain"]
 
 
 BAD_REQUESTS = {
