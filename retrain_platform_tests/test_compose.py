@@ -16,8 +16,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SERVICES = {"postgres", "mlflow", "code_server", "webserver", "daemon", "serving"}
-PLATFORM = SERVICES - {"postgres"}  # built from this repository
+SERVICES = {"postgres", "mlflow", "code_server", "webserver", "daemon", "serving", "balancer"}
+PLATFORM = SERVICES - {"postgres", "balancer"}  # built from this repository
 SECRETS = {"POSTGRES_PASSWORD": "${POSTGRES_PASSWORD:?", "RETRAIN_ADMIN_TOKEN": "${RETRAIN_ADMIN_TOKEN:?"}
 # What `docker compose config` needs to interpolate; none of these values is used anywhere else.
 COMPOSE_ENV = {"POSTGRES_PASSWORD": "compose-check", "RETRAIN_ADMIN_TOKEN": "compose-check"}
@@ -72,12 +72,18 @@ def test_published_ports_match_what_the_services_listen_on():
     services = compose()["services"]
     listens = {"webserver": option(command(services["webserver"]), "-p"),
                "mlflow": option(command(services["mlflow"]), "--port"),
-               "serving": option(command(services["serving"]), "--port")}  # fmt: skip
-    assert listens == {"webserver": "3000", "mlflow": "5000", "serving": "8000"}
+               "balancer": services["balancer"]["environment"]["BALANCER_BIND"].split(":")[1]}  # fmt: skip
+    assert listens == {"webserver": "3000", "mlflow": "5000", "balancer": "8000"}
     for name, port in listens.items():
         (published,) = services[name]["ports"]
         assert published.endswith(f":{port}"), (name, published)
+    for name in ("webserver", "mlflow"):
         assert option(command(services[name]), "--host" if name != "webserver" else "-h") == "0.0.0.0", name
+    # Serving's replicas are reached through the balancer only, on the port its config names.
+    serving = command(services["serving"])
+    assert "ports" not in services["serving"] and services["serving"]["expose"] == [option(serving, "--port")]
+    assert option(serving, "--host") == "0.0.0.0"
+    assert f"serving:{option(serving, '--port')} check" in (REPO / "deploy" / "haproxy.cfg").read_text()
     # The UIs have no login of their own: loopback unless the operator says otherwise.
     for name in ("webserver", "mlflow"):
         assert services[name]["ports"][0].startswith("${RETRAIN_UI_BIND:-127.0.0.1}:"), name
@@ -86,7 +92,7 @@ def test_published_ports_match_what_the_services_listen_on():
 
 def test_commands_and_health_checks_exist_in_the_project_and_what_they_load_imports():
     for name, service in compose()["services"].items():
-        if name == "postgres":
+        if name in ("postgres", "balancer"):  # images of their own
             continue
         args = command(service)
         assert (BIN / args[0]).exists(), f"{name}: {args[0]} is not installed by the project"
@@ -173,6 +179,9 @@ def test_the_image_is_built_from_what_the_build_context_lets_in():
     assert init.stat().st_mode & 0o111 and "CREATE DATABASE" in init.read_text()
     postgres = compose()["services"]["postgres"]
     assert "./deploy/init-databases.sh:/docker-entrypoint-initdb.d/10-init-databases.sh:ro" in postgres["volumes"]
+    balancer = compose()["services"]["balancer"]
+    (config,) = balancer["volumes"]
+    assert config.startswith("./deploy/haproxy.cfg:") and config.split(":")[1] in balancer["command"]
 
 
 def compose_cli() -> list[str] | None:
