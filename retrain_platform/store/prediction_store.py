@@ -7,7 +7,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,8 +15,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .schema import LOG_COLUMNS, PREDICTION_COLUMNS, create_store_engine, create_tables, labels, predictions
-from .schema import utc_time_text
+from .schema import LOG_COLUMNS, PREDICTION_COLUMNS, AHEAD_DAYS, add_partitions, create_log_tables, create_store_engine
+from .schema import day_start, labels, predictions, utc_time_text
 from .segments import find_line
 from .writer import LogWriter, ShadowModel, WriterStats
 
@@ -39,9 +39,12 @@ def checked_rows(rows: Sequence[dict]) -> list[dict]:
     return checked
 
 
-def created_in(since: datetime, until: datetime | None) -> sa.ColumnElement[bool]:
-    after = predictions.c.created_at >= since
-    return after if until is None else after & (predictions.c.created_at < until)
+def created_in(since: datetime, until: datetime | None, table: sa.Table = predictions) -> sa.ColumnElement[bool]:
+    after = table.c.created_at >= since  # a time bound on every read: only the window's days are read
+    return after if until is None else after & (table.c.created_at < until)
+
+
+LABELLED = (labels.c.prediction_id == predictions.c.prediction_id) & (labels.c.created_at == predictions.c.created_at)
 
 
 class UnknownPrediction(LookupError):
@@ -66,7 +69,7 @@ class PredictionStore:
         """`log_dir`: the local log's (None: a temporary one); `sync`: none, batch or always (docs/serving.md)."""
         self.url = url
         self.engine = create_store_engine(url, durable_commits=sync != "none")
-        create_tables(self.engine)
+        create_log_tables(self.engine)
         self._log_dir = log_dir
         self._writer_settings = {"sync": sync, "batch_size": batch_size, "interval": flush_interval}
         self._writer: LogWriter | None = None  # made on the first write: readers never need one
@@ -120,24 +123,29 @@ class PredictionStore:
 
     def _add_label(self, prediction_id: str, label: int, labelled_at: datetime) -> LabelRecord:
         with self.engine.begin() as conn:
-            version = conn.execute(
-                sa.select(predictions.c.model_version).where(predictions.c.prediction_id == prediction_id)
-            ).scalar_one_or_none()
-            if version is None:
+            found = conn.execute(sa.select(predictions.c.model_version, predictions.c.created_at).where(
+                predictions.c.prediction_id == prediction_id)).first()  # fmt: skip
+            if found is None:
                 raise UnknownPrediction(f"no prediction with id {prediction_id!r}")
             try:
-                conn.execute(labels.insert().values(prediction_id=prediction_id, label=label, labelled_at=labelled_at))
+                conn.execute(labels.insert().values(prediction_id=prediction_id, label=label, labelled_at=labelled_at,
+                                                    **found._mapping))  # its time and version  # fmt: skip
             except IntegrityError as err:  # labelled before, or by a concurrent request just now
                 raise DuplicateLabel(f"prediction {prediction_id!r} is already labelled") from err
-        return LabelRecord(prediction_id, label, labelled_at, version)
+        return LabelRecord(prediction_id, label, labelled_at, found.model_version)
 
     # -- reading, for monitoring ---------------------------------------------------------------
-    def count_predictions(self, since: datetime | None = None) -> int:
+    def count_predictions(self, since: datetime | None = None) -> int:  # reads the whole log: never periodic
         query = sa.select(sa.func.count()).select_from(predictions)
-        if since is not None:
-            query = query.where(predictions.c.created_at >= since)
         with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+            return int(conn.execute(query if since is None else query.where(created_in(since, None))).scalar_one())
+
+    def newest_times(self, limit: int, after: datetime | None = None) -> list[datetime]:
+        """The creation times of the newest `limit` predictions (created after `after`, if given), newest
+        first: read backwards through the time index, so it costs `limit` rows whatever the history."""
+        query = sa.select(predictions.c.created_at).order_by(predictions.c.created_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query if after is None else query.where(predictions.c.created_at > after)).scalars())
 
     def get_prediction(self, prediction_id: str) -> dict | None:
         with self.engine.connect() as conn:
@@ -152,34 +160,60 @@ class PredictionStore:
     def latest_predictions(self, limit: int, model_version: str | None = None, labelled: bool = False) -> pd.DataFrame:
         """The newest `limit` predictions (of one model version, if given; only labelled ones,
         with `label` and `labelled_at`, if asked), oldest first."""
+        # Labelled ones are found in the labels' own (version, time) index, however sparse labels are.
+        table = labels if labelled else predictions
         if labelled:
-            query = sa.select(predictions, labels.c.label, labels.c.labelled_at).join(
-                labels, labels.c.prediction_id == predictions.c.prediction_id)  # fmt: skip
+            query = sa.select(predictions, labels.c.label, labels.c.labelled_at).join(labels, LABELLED)
             columns = [*PREDICTION_COLUMNS, "label", "labelled_at"]
         else:
             query, columns = sa.select(predictions), PREDICTION_COLUMNS
         if model_version is not None:
-            query = query.where(predictions.c.model_version == model_version)
-        newest = query.order_by(predictions.c.created_at.desc()).limit(limit)
+            query = query.where(table.c.model_version == model_version)
+        newest = query.order_by(table.c.created_at.desc()).limit(limit)
         return self._frame(newest, columns).iloc[::-1].reset_index(drop=True)
 
     def labelled_predictions(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
         """Predictions created in [since, until) that have a label, with `label` and `labelled_at`."""
-        query = sa.select(predictions, labels.c.label, labels.c.labelled_at).join(
-            labels, labels.c.prediction_id == predictions.c.prediction_id).where(created_in(since, until))  # fmt: skip
+        query = sa.select(predictions, labels.c.label, labels.c.labelled_at).join(labels, LABELLED).where(
+            created_in(since, until), created_in(since, until, labels))  # fmt: skip
         return self._frame(query.order_by(predictions.c.created_at), [*PREDICTION_COLUMNS, "label", "labelled_at"])
 
     def label_counts(self, since: datetime, until: datetime | None = None) -> tuple[int, int]:
         """How many predictions were created in [since, until), and how many of them have a label."""
-        query = sa.select(sa.func.count(predictions.c.prediction_id), sa.func.count(labels.c.prediction_id)).select_from(
-            predictions.outerjoin(labels, labels.c.prediction_id == predictions.c.prediction_id)
-        ).where(created_in(since, until))  # fmt: skip
+        query = sa.select(*(sa.select(sa.func.count()).select_from(table).where(created_in(since, until, table))
+                            .scalar_subquery() for table in (predictions, labels)))  # fmt: skip
         with self.engine.connect() as conn:
             return tuple(conn.execute(query).one())
 
     def label_coverage(self, since: datetime, until: datetime | None = None) -> float | None:
         """Share of the predictions created in [since, until) that have a label; None if there are none."""
         return labelled_share(*self.label_counts(since, until))
+
+    def keep_days(self, days: int, batch: int = 5_000) -> int:
+        """Retention: predictions older than `days` whole UTC days go, labels first; the coming days'
+        partitions are made. PostgreSQL drops old days whole; rows older still (SQLite's, PostgreSQL's
+        default partition's) are deleted `batch` per short transaction. Returns how many were."""
+        add_partitions(self.engine, datetime.now(UTC), AHEAD_DAYS)
+        cutoff, deleted = day_start(datetime.now(UTC)) - timedelta(days=days), 0
+        for table in (labels, predictions):
+            if self.engine.dialect.name == "postgresql":
+                with self.engine.connect() as conn:
+                    days_held = conn.execute(sa.text("SELECT relname FROM pg_inherits JOIN pg_class ON oid = inhrelid "
+                                                     "WHERE inhparent = to_regclass(:t)"), {"t": table.name}).scalars()
+                    old = [name for name in days_held if name[-8:].isdigit() and name[-8:] < f"{cutoff:%Y%m%d}"]
+                for name in old:  # a partition the labels' key refers to is dropped once detached
+                    with self.engine.begin() as conn:
+                        conn.exec_driver_sql(f"ALTER TABLE {table.name} DETACH PARTITION {name}")
+                        conn.exec_driver_sql(f"DROP TABLE {name}")
+            older = table.c.created_at < cutoff
+            oldest = sa.select(table.c.prediction_id).where(older).limit(batch).scalar_subquery()
+            while True:
+                with self.engine.begin() as conn:
+                    gone = conn.execute(table.delete().where(older, table.c.prediction_id.in_(oldest))).rowcount
+                deleted += gone
+                if gone < batch:
+                    break
+        return deleted
 
     def _frame(self, query, columns: list[str]) -> pd.DataFrame:
         import pandas as pd  # here: serving imports this module and never reads frames

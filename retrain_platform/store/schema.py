@@ -1,68 +1,27 @@
-"""The prediction log's tables and its database engine: SQLite by default, PostgreSQL in deployment."""
+"""The prediction log's tables: on PostgreSQL partitioned by day of `created_at`, so that a read of a
+window touches that window's days and retention drops old days whole (see `keep_days`)."""
 
 from __future__ import annotations
 
-import functools
-import time
-from datetime import UTC, datetime
-from pathlib import Path
+import logging
+from datetime import UTC, datetime, timedelta
 
-import orjson
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
 
+from retrain_platform.database import UTCDateTime, create_store_engine, create_tables, json_text  # noqa: F401
+from retrain_platform.database import as_datetime, utc_time_text  # noqa: F401 - the log's time forms
 
-def as_datetime(value: datetime | str | float) -> datetime:
-    """An aware UTC datetime from any form the log takes a time in (see `UTCDateTime`)."""
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, UTC)
-    value = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: give the prediction store timezone-aware times")
-    return value.astimezone(UTC)
-
-
-@functools.lru_cache(maxsize=4)
-def _utc_second_text(seconds: int) -> str:
-    t = time.gmtime(seconds)  # formatted by hand: strftime's %Y does not pad a year before 1000
-    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-
-
-def utc_time_text(value: datetime | str | float) -> str:
-    """A time as SQLAlchemy's DateTime stores it on SQLite, in UTC ("2026-12-04 05:03:00.123456"),
-    and as the log's segments hold it. Serving's (seconds since the epoch) reuse their second's text."""
-    if not isinstance(value, (int, float)):
-        value = as_datetime(value).timestamp()
-    seconds, micros = divmod(round(value * 1_000_000), 1_000_000)
-    return f"{_utc_second_text(seconds)}.{micros:06d}"
-
-
-class UTCDateTime(sa.TypeDecorator):
-    """Aware UTC in and out, also on SQLite (naive text there); takes any form `as_datetime` does."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        return None if value is None else as_datetime(value)
-
-    def bind_processor(self, dialect):
-        if dialect.name != "sqlite":
-            return super().bind_processor(dialect)
-        return lambda value: None if value is None else utc_time_text(value)
-
-    def process_result_value(self, value, dialect):
-        if value is not None:
-            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
+log = logging.getLogger(__name__)
 metadata = sa.MetaData()
+AHEAD_DAYS = 7  # days' partitions made in advance: upkeep that misses a few days refuses no row
+DAILY = {"postgresql_partition_by": "RANGE (created_at)"}
 
+# The key holds the partition column, as PostgreSQL requires; an id has one time, so it stays unique.
 predictions = sa.Table(
     "predictions",
     metadata,
-    sa.Column("prediction_id", sa.String(36), primary_key=True),
-    sa.Column("created_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("prediction_id", sa.String(36), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("model_version", sa.String(64), nullable=False),
     sa.Column("features", sa.JSON(), nullable=False),
     sa.Column("score", sa.Float(), nullable=False),
@@ -71,14 +30,28 @@ predictions = sa.Table(
     sa.Column("shadow_version", sa.String(64), nullable=True),
     sa.Column("shadow_score", sa.Float(), nullable=True),
     sa.Column("latency_ms", sa.Float(), nullable=True),
+    sa.PrimaryKeyConstraint("prediction_id", "created_at"),
+    sa.Index("predictions_by_time", "created_at"),
+    sa.Index("predictions_by_version", "model_version", "created_at"),
+    **DAILY,
 )
 
+# A label carries its prediction's time and version: partitioned alike, it is dropped with its
+# prediction's day (a foreign key to a partitioned table must hold the partition column), and the
+# newest labels of a version are read from this table's index alone.
 labels = sa.Table(
     "labels",
     metadata,
-    sa.Column("prediction_id", sa.String(36), sa.ForeignKey("predictions.prediction_id"), primary_key=True),
-    sa.Column("labelled_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("prediction_id", sa.String(36), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("labelled_at", UTCDateTime(), nullable=False),
     sa.Column("label", sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint("prediction_id", "created_at"),
+    sa.ForeignKeyConstraint(["prediction_id", "created_at"], ["predictions.prediction_id", "predictions.created_at"]),
+    sa.Index("labels_by_time", "created_at"),
+    sa.Index("labels_by_version", "model_version", "created_at"),
+    **DAILY,
 )
 
 LOG_COLUMNS = [str(c.name) for c in predictions.columns]  # plain str: orjson refuses SQLAlchemy's as keys
@@ -99,43 +72,36 @@ def insert_statement(dialect: sa.engine.Dialect) -> str:
         values.append(field)
     rows = ("json_each(?) AS request, json_each(request.value) AS r" if dialect.name == "sqlite"
             else "json_array_elements(CAST(%s AS JSON)) AS request, json_array_elements(request) AS r")  # fmt: skip
-    # "WHERE true": without it SQLite would read ON CONFLICT as the join's condition.
+    # "WHERE true": without it SQLite would read ON CONFLICT as the join's condition. A replayed row
+    # has its stored time (the segment's text), so the key (id, time) conflicts and it stays stored once.
     return (f"INSERT INTO predictions ({', '.join(c.name for c in predictions.columns)}) SELECT {', '.join(values)} "
-            f"FROM {rows} WHERE true ON CONFLICT (prediction_id) DO NOTHING")  # fmt: skip
+            f"FROM {rows} WHERE true ON CONFLICT (prediction_id, created_at) DO NOTHING")  # fmt: skip
 
 
-def json_text(value) -> str:  # several times faster than the standard library's on features
-    return orjson.dumps(value).decode()
+def day_start(when: datetime) -> datetime:
+    return as_datetime(when).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def create_store_engine(url: str, durable_commits: bool = False) -> Engine:
-    """`durable_commits`: on SQLite, a commit waits for the disk (a shipped segment is deleted)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True, json_serializer=json_text)
-    if parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, json_serializer=json_text)
-
-    @sa.event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record):
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")  # monitoring reads while serving writes
-        # With WAL, NORMAL loses no commit to a process crash, only the last ones to a power cut.
-        dbapi_connection.execute(f"PRAGMA synchronous={'FULL' if durable_commits else 'NORMAL'}")
-        dbapi_connection.execute("PRAGMA foreign_keys=ON")
-
-    return engine
-
-
-def create_tables(engine: Engine, tables: sa.MetaData = metadata, attempts: int = 10) -> None:
-    """Create `tables` (the log's, by default) unless they exist. Processes that open a new database
-    together race (SQLite refuses WAL while another holds a lock; PostgreSQL's loser of two CREATE TABLEs fails)."""
-    for attempt in range(attempts):
+def add_partitions(engine: sa.Engine, first: datetime, days: int) -> None:
+    """PostgreSQL: the log's missing daily partitions from `first`'s day on, and a default one that
+    takes a row of any other day (a replay of the past, a clock far off) rather than refuse it."""
+    if engine.dialect.name != "postgresql":
+        return
+    wanted = {f"{table}_default": f"{table} DEFAULT" for table in ("predictions", "labels")}
+    for day in (day_start(first) + timedelta(days=n) for n in range(days)):
+        bounds = f"FOR VALUES FROM ('{day:%Y-%m-%d} 00:00+00') TO ('{day + timedelta(days=1):%Y-%m-%d} 00:00+00')"
+        wanted |= {f"{table}_{day:%Y%m%d}": f"{table} {bounds}" for table in ("predictions", "labels")}
+    with engine.connect() as conn:
+        missing = conn.execute(sa.text("SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(name) IS NULL"),
+                               {"names": list(wanted)}).scalars().all()  # fmt: skip
+    for name in sorted(missing, key=lambda n: not n.endswith("_default")):
         try:
-            tables.create_all(engine)
-            return
-        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
-            if attempt == attempts - 1:
-                raise
-            engine.dispose()  # a connection that failed its first PRAGMA must not come back from the pool
-            time.sleep(0.1 * (attempt + 1))
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {wanted[name]}")
+        except sa.exc.DBAPIError as err:  # made by another process just now, or its day has rows in the default
+            log.info("prediction log partition %s not made: %s", name, str(err).splitlines()[0])
+
+
+def create_log_tables(engine: sa.Engine) -> None:
+    create_tables(engine, metadata)
+    add_partitions(engine, datetime.now(UTC) - timedelta(days=1), AHEAD_DAYS + 2)
