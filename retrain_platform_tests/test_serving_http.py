@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -508,60 +507,6 @@ def test_uvicorn_process_configured_by_env_flushes_on_sigterm(tmp_path, mlflow_s
     reader = PredictionStore(f"sqlite:///{tmp_path / 'process.db'}")
     assert set(reader.predictions_since(datetime.now(UTC) - timedelta(hours=1))["prediction_id"]) == set(ids)
     reader.close()
-
-
-def connections_by_worker(supervisor: int, port: int) -> list[int]:
-    """How many established connections to `port` each of the supervisor's workers holds (from /proc)."""
-    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-    workers = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    established = set()  # socket inodes
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":  # local port, ESTABLISHED
-            established.add(f"socket:[{fields[9]}]")
-    return sorted(len(open_files(pid) & established) for pid in workers)
-
-
-def open_files(pid: str) -> set[str]:
-    """What the process's file descriptors point at; one closed while they are read is skipped."""
-    targets = set()
-    for fd in os.scandir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(FileNotFoundError):
-            targets.add(os.readlink(fd.path))
-    return targets
-
-
-@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads connection owners from Linux's /proc")
-def test_two_workers_end_up_with_two_of_four_keep_alive_connections_each(tmp_path, mlflow_server, models):
-    """Four connections opened at once often all land on the worker that wakes first; the busier
-    worker closes some after a response (`Connection: close`) until each holds two, and once they
-    do, it closes none. A reconnect often lands on the busier worker again (the one awake wins the
-    race to accept it), so the number of closes before that varies; it converges all the same."""
-    stable = 40  # rounds in a row at two and two
-    with uvicorn_process(tmp_path, mlflow_server, 2, RETRAIN_PREDICTION_LOGGING="false") as server:
-        connections = [HTTPConnection("127.0.0.1", server.port, timeout=30) for _ in range(4)]
-        for connection in connections:
-            connection.connect()
-        rounds = []  # (split after the round, connections closed in it)
-        deadline = time.monotonic() + 45  # it takes 1 to 17 s here
-        while time.monotonic() < deadline:
-            closes = 0
-            for connection in connections:  # one closed by the server reconnects on its next request
-                connection.request("POST", "/predict", body=json.dumps(models.rows[0]),
-                                   headers={"Content-Type": "application/json"})  # fmt: skip
-                response = connection.getresponse()
-                response.read()
-                assert response.status == 200
-                closes += response.getheader("connection") == "close"
-            rounds.append((connections_by_worker(server.process.pid, server.port), closes))
-            if len(rounds) > stable and [split for split, _ in rounds[-stable:]] == [[2, 2]] * stable:
-                break
-        for connection in connections:
-            connection.close()
-    total = sum(closes for _, closes in rounds)
-    assert [split for split, _ in rounds[-stable:]] == [[2, 2]] * stable, (total, rounds[-10:])
-    # Balanced, a worker closes nothing more: none of those closed a connection.
-    assert sum(closes for _, closes in rounds[-stable:]) == 0, rounds[-stable:]
 
 
 # -- hot swap and registry outage ---------------------------------------------------------------

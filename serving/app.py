@@ -19,7 +19,6 @@ from retrain_platform.datasets import get_spec
 from retrain_platform.settings import Settings
 from retrain_platform.store import PredictionStore
 
-from .balancer import ConnectionBalancer
 from .bodies import BodySizeLimit, invalid_body_handler
 from .context import Serving
 from .model_holder import ModelHolder
@@ -91,7 +90,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.holder = serving.holder
     app.state.spec = spec
     app.add_middleware(BodySizeLimit, max_bytes=settings.serving_max_body_bytes)
-    app.add_middleware(ConnectionBalancer)  # several uvicorn workers: keeps their shares of connections even
     app.add_exception_handler(RequestValidationError, invalid_body_handler(settings.serving_max_batch_rows))
     # Straight onto the app's router, predictions first (requests are matched in this order): an
     # included APIRouter is a nested router in FastAPI 0.165, matched twice per request, which
