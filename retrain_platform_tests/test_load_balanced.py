@@ -22,12 +22,10 @@ import pytest
 
 from retrain_platform.store import PredictionStore
 from retrain_platform_tests.load_balancer import PACKAGE, HAProxy, haproxy_binary
-from retrain_platform_tests.serving_fixtures import (
-    MlflowServerThread,
-    ServingProcess,
-    postgres_store_url,
-    register_flight_models,
-)
+from retrain_platform_tests.serving_fixtures import ServingProcess, postgres_store_url
+
+# Two real models in a local MLflow store (version 1 production) and MLflow's server over it.
+from retrain_platform_tests.test_serving_http import mlflow_server, models  # noqa: F401
 
 pytestmark = [
     pytest.mark.postgres,
@@ -38,18 +36,6 @@ REPLICAS = 3
 POLL_SECONDS = 1.0  # RETRAIN_SERVING_POLL_SECONDS of every replica
 LATE_SHIPPING = {"RETRAIN_STORE_FLUSH_SECONDS": "60", "RETRAIN_STORE_BATCH_SIZE": "1000000"}
 CLIENTS = 4  # connections sending requests back to back through the balancer
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return register_flight_models(tmp_path_factory.mktemp("mlflow"), count=2)
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(models):
-    server = MlflowServerThread(models.tracking_uri, models.artifact_root)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
