@@ -4,7 +4,7 @@ Everything that differs between a laptop and a deployment reaches assets and sen
 resource, built from the settings here or in the domain's own `resources.py`.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -30,12 +30,15 @@ class DatasetResource(dg.ConfigurableResource):
 
 class LabelledSource(dg.ConfigurableResource):
     """The labelled rows a run reads: the history (vendored, or a Parquet file), cut at
-    `history_until`, plus the labelled prediction log when `store_url` is set."""
+    `history_until`, plus the labelled prediction log of the last `log_window_days` when
+    `store_url` is set. Also the log's upkeep: `log_retention_days` (0: kept for ever)."""
 
     history_path: str = ""
     history_until: str = ""
     store_url: str = ""  # set: runs learn from the labelled prediction log too
     prediction_log_url: str = ""  # the log serving writes, for the champion's realised performance
+    log_window_days: int = 0  # 0: every labelled prediction the log keeps
+    log_retention_days: int = 0
 
     def _store(self) -> PredictionStore | None:
         return PredictionStore(self.store_url) if self.store_url else None
@@ -43,7 +46,9 @@ class LabelledSource(dg.ConfigurableResource):
     def read(self, spec: DatasetSpec) -> pd.DataFrame:
         store = self._store()
         try:
-            return training_rows(spec, self.history_path, self.history_until, store)
+            # The log's times are the wall clock's (serving's), not the platform clock of a replay.
+            since = datetime.now(UTC) - timedelta(days=self.log_window_days) if self.log_window_days else None
+            return training_rows(spec, self.history_path, self.history_until, store, since)
         finally:
             if store is not None:
                 store.close()
@@ -88,6 +93,16 @@ class LabelledSource(dg.ConfigurableResource):
         return labelled_share(*counts) if counts else None
 
 
+    def keep_log(self) -> None:
+        """Drop what is past the retention and make the coming days' partitions (see `keep_days`)."""
+        if self.prediction_log_url:
+            store = PredictionStore(self.prediction_log_url)
+            try:
+                store.keep_days(self.log_retention_days)
+            finally:
+                store.close()
+
+
 class RegistryResource(dg.ConfigurableResource):
     """The MLflow tracking store and model registry."""
 
@@ -114,6 +129,8 @@ def shared_definitions(settings: Settings) -> dg.Definitions:
                 history_until=settings.history_until,
                 store_url=settings.store_url if settings.train_on_prediction_log else "",
                 prediction_log_url=settings.store_url,
+                log_window_days=settings.retrain_window_days,
+                log_retention_days=settings.log_retention_days,
             ),
             "registry": RegistryResource(
                 tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root, ui_url=settings.mlflow_ui_url

@@ -67,6 +67,9 @@ class Settings(BaseModel):
     # When the local prediction log is synced to disk: none, batch or always (docs/serving.md: what a
     # power cut can lose with each). A SIGKILL loses nothing answered with any of them.
     log_sync: str = "batch"
+    # Days of predictions (and their labels) the log keeps, whole UTC days; 0: all. PostgreSQL drops
+    # a day's partitions whole, SQLite deletes in small batches (docs/serving.md).
+    log_retention_days: int = 0
     # Where serving launches the retrain job through Dagster's GraphQL API.
     dagster_location: str = "retrain_platform"
     dagster_repository: str = "__repository__"

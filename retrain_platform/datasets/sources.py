@@ -27,7 +27,7 @@ def history_rows(spec: DatasetSpec, path: str = "", until: str = "") -> pd.DataF
 
 
 def log_rows(store: PredictionStore, spec: DatasetSpec, since: datetime = LOG_EPOCH) -> pd.DataFrame:
-    """Labelled predictions as rows of the dataset: the label becomes the target; the logged id and
+    """Labelled predictions created since `since` (only those days are read) as rows of the dataset: the label becomes the target; the logged id and
     event time become the spec's id and timestamp (the prediction's id and time when not sent)."""
     logged = store.labelled_predictions(since)
     if logged.empty:
@@ -51,11 +51,11 @@ def log_rows(store: PredictionStore, spec: DatasetSpec, since: datetime = LOG_EP
 
 
 def training_rows(spec: DatasetSpec, history_path: str = "", history_until: str = "",
-                  store: PredictionStore | None = None) -> pd.DataFrame:  # fmt: skip
+                  store: PredictionStore | None = None, since: datetime | None = None) -> pd.DataFrame:  # fmt: skip
     history = history_rows(spec, history_path, history_until)
     if store is None:
         return history
-    logged = log_rows(store, spec)
+    logged = log_rows(store, spec, since or LOG_EPOCH)
     if logged.empty:  # an empty frame would turn every column it is concatenated with into objects
         return history
     # Events in both (replayed history) count once, as the log has them.

@@ -11,7 +11,7 @@ from datetime import timedelta
 import dagster as dg
 
 from retrain_platform.core import clock
-from retrain_platform.resources import DatasetResource, RegistryResource
+from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
 
 from .resources import MonitoringResource
 
@@ -41,9 +41,11 @@ def build_model_health(start_date: str) -> dg.AssetsDefinition:
 def build_model_health_sensor(model_health: dg.AssetsDefinition, interval_seconds: int) -> dg.SensorDefinition:
     @dg.sensor(name="model_health_sensor", asset_selection=[model_health], minimum_interval_seconds=interval_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING)  # fmt: skip
-    def model_health_sensor(context: dg.SensorEvaluationContext, monitoring: MonitoringResource):
+    def model_health_sensor(context: dg.SensorEvaluationContext, monitoring: MonitoringResource, source: LabelledSource):
         """Materializes a day's model health once the day is over, and again whenever more of its
-        predictions have been labelled, for the days whose labels may still arrive."""
+        predictions have been labelled, for the days whose labels may still arrive. Each tick also
+        keeps the prediction log: the coming days' partitions, and the retention."""
+        source.keep_log()
         seen: dict[str, list[int]] = json.loads(context.cursor or "{}")
         today = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
         keys = model_health.partitions_def.get_partition_keys(dynamic_partitions_store=context.instance)

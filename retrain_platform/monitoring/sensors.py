@@ -54,14 +54,18 @@ def build_drift_sensor(interval_seconds: int) -> dg.SensorDefinition:
             return dg.SkipReason("no production model yet")
         cursor = json.loads(context.cursor or "{}")
         with monitoring.monitor(spec, reg) as monitor:
-            served = monitor.store.count_predictions()
-            fresh = served - cursor.get("served", 0)
+            # Only the rows after the newest time seen are read, at most as many as a check waits for:
+            # a tick costs the same whatever the history. (A row shipped late, older than that time,
+            # is not counted as new; it still lands in the next check's window.)
+            seen = datetime.fromisoformat(cursor["newest"]) if cursor.get("newest") else None
+            times = monitor.store.newest_times(monitoring.min_new_predictions, after=seen)
+            fresh, newest = len(times), times[0].isoformat() if times else cursor.get("newest")
             if fresh < monitoring.min_new_predictions:
                 return dg.SkipReason(f"{fresh} new predictions since the last check; checking every {monitoring.min_new_predictions}")
             check = monitor.check(version, monitoring.window_rows, monitoring.policy())
             evidence = monitor.evidence(check, version, monitoring.window_rows)
         reported = cursor.get("reported", {}) if cursor.get("version") == version else {}
-        state = {"served": served, "version": version, "reported": reported}
+        state = {"newest": newest, "version": version, "reported": reported}
         if check is None:
             return dg.SensorResult(skip_reason=f"version {version} has served too few predictions", cursor=json.dumps(state))
         monitoring.record(check.record("drift_sensor", spec, evidence))
@@ -85,7 +89,7 @@ def build_drift_sensor(interval_seconds: int) -> dg.SensorDefinition:
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
-                    run_key=f"{trigger}:v{version}:{served}",
+                    run_key=f"{trigger}:v{version}:{newest}",
                     tags={TRIGGER_TAG: trigger, REASON_TAG: "; ".join(reasons)[:900]},
                 )
             ],
