@@ -58,26 +58,6 @@ LOG_COLUMNS = [str(c.name) for c in predictions.columns]  # plain str: orjson re
 PREDICTION_COLUMNS = [name for name in LOG_COLUMNS if name != "features"]
 
 
-def insert_statement(dialect: sa.engine.Dialect) -> str:
-    """One statement that stores a JSON array of requests, each an array of rows, objects keyed by the
-    `predictions` columns (times as `utc_time_text`), with no Python per row; a row whose id is stored
-    is left as it is (shipped twice, stored once). Derived from the table: a new column needs nothing."""
-    values, row = [], "r.value" if dialect.name == "sqlite" else "r"
-    for column in predictions.columns:
-        field = f"{row} {'->' if isinstance(column.type, sa.JSON) else '->>'} '{column.name}'"
-        if dialect.name == "postgresql" and not isinstance(column.type, sa.JSON):
-            if isinstance(column.type, UTCDateTime):
-                field = f"({field} || '+00')"  # the segments' times are UTC
-            field = f"CAST({field} AS {column.type.compile(dialect=dialect)})"
-        values.append(field)
-    rows = ("json_each(?) AS request, json_each(request.value) AS r" if dialect.name == "sqlite"
-            else "json_array_elements(CAST(%s AS JSON)) AS request, json_array_elements(request) AS r")  # fmt: skip
-    # "WHERE true": without it SQLite would read ON CONFLICT as the join's condition. A replayed row
-    # has its stored time (the segment's text), so the key (id, time) conflicts and it stays stored once.
-    return (f"INSERT INTO predictions ({', '.join(c.name for c in predictions.columns)}) SELECT {', '.join(values)} "
-            f"FROM {rows} WHERE true ON CONFLICT (prediction_id, created_at) DO NOTHING")  # fmt: skip
-
-
 def day_start(when: datetime) -> datetime:
     return as_datetime(when).replace(hour=0, minute=0, second=0, microsecond=0)
 

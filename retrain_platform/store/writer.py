@@ -1,8 +1,8 @@
 """The prediction log's one write path: a request appends its rows to this process's segment (see
 `segments`) in one write(); a thread seals the segment at `batch_size` rows or after `interval`
-seconds, stores each batch with one statement (`insert_statement`: the database reads the JSON, no
-Python per row, and SQLite and psycopg2 release the interpreter meanwhile, so the thread hardly
-competes with requests) and deletes it. It ships orphans too. A failed shipment is kept and retried."""
+seconds, stores it in one transaction (`VALUES` of many rows per statement, each line decoded once
+by orjson: the database parses no JSON but the features column's) and deletes it. It ships orphans
+too. A failed shipment is kept and retried."""
 
 from __future__ import annotations
 
@@ -20,10 +20,25 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .schema import insert_statement
+from .schema import LOG_COLUMNS, UTCDateTime, json_text, predictions
 from .segments import Segment, SegmentLog, claim_orphans
 
 log = logging.getLogger(__name__)
+ROWS_PER_STATEMENT = 1_000  # 9,000 parameters: under SQLite's limit (32,766), few statements per batch
+JSON_COLUMNS = {str(c.name) for c in predictions.columns if isinstance(c.type, sa.JSON)}
+
+
+def insert_sql(dialect: sa.engine.Dialect, rows: int) -> str:
+    """INSERT of `rows` rows of the `predictions` columns, a row whose key is stored left as it is
+    (shipped twice, stored once). The key is the table's: derived, like the columns."""
+    if dialect.paramstyle == "qmark":  # SQLite: the values as they are (times as `utc_time_text`)
+        row = ", ".join("?" for _ in LOG_COLUMNS)
+    else:  # PostgreSQL: typed, the segments' times read as UTC
+        row = ", ".join("CAST(%s AS TIMESTAMP) AT TIME ZONE 'UTC'" if isinstance(c.type, UTCDateTime)
+                        else f"CAST(%s AS {c.type.compile(dialect=dialect)})" for c in predictions.columns)  # fmt: skip
+    key = ", ".join(c.name for c in predictions.primary_key.columns)
+    return (f"INSERT INTO predictions ({', '.join(LOG_COLUMNS)}) VALUES ({'), ('.join([row] * rows)}) "
+            f"ON CONFLICT ({key}) DO NOTHING")  # fmt: skip
 
 
 class ShadowModel(Protocol):  # the challenger, which scores the same rows off the request path
@@ -46,7 +61,6 @@ class LogWriter:
     def __init__(self, engine: Engine, folder: Path, *, sync: str, batch_size: int, interval: float):
         self.engine, self.folder, self.batch_size, self.interval = engine, folder, batch_size, interval
         self.segments = SegmentLog(folder, sync)
-        self._statement = insert_statement(engine.dialect)
         self._shadows: dict[str, ShadowModel] = {}  # challengers by version, as the requests named them
         self._sealed: list[Segment] = []  # oldest first
         self._ship_lock, self._thread = threading.Lock(), None
@@ -94,12 +108,16 @@ class LogWriter:
     def insert(self, lines: list[bytes]) -> None:
         """Store segment lines (requests) in one transaction, ids stored already left as they are. A
         request the database refuses (a caller's bug) is dropped, logged, rather than hold back the log."""
-        payload = b"[" + b",".join(lines) + b"]"
-        if b'"shadow_version"' in payload:
-            payload = self._with_shadow_scores(payload)
+        rows = [row for request in orjson.loads(b"[" + b",".join(lines) + b"]") for row in request]
+        if any(b'"shadow_version"' in line for line in lines):
+            self._score_shadows(rows)
         try:
             with self.engine.begin() as conn:
-                conn.exec_driver_sql(self._statement, (payload.decode(),))
+                for start in range(0, len(rows), ROWS_PER_STATEMENT):
+                    chunk = rows[start : start + ROWS_PER_STATEMENT]
+                    values = tuple(json_text(row[name]) if name in JSON_COLUMNS else row.get(name)
+                                   for row in chunk for name in LOG_COLUMNS)  # fmt: skip
+                    conn.exec_driver_sql(insert_sql(self.engine.dialect, len(chunk)), values)
         except (sa.exc.IntegrityError, sa.exc.DataError):
             if len(lines) == 1:
                 log.exception("a request refused by the prediction store, dropped: %s", lines[0][:300])
@@ -107,10 +125,9 @@ class LogWriter:
             for line in lines:
                 self.insert([line])
 
-    def _with_shadow_scores(self, payload: bytes) -> bytes:
+    def _score_shadows(self, rows: list[dict]) -> None:
         """The rows a challenger is to score, scored (all of its rows in one call); a row whose
         challenger is not here (a replay after a restart) or fails is stored without."""
-        rows = [row for request in orjson.loads(payload) for row in request]
         waiting: dict[str, list[dict]] = {}
         for row in rows:
             if row.get("shadow_version") is not None and row.get("shadow_score") is None:
@@ -123,7 +140,6 @@ class LogWriter:
                 scores = [None] * len(scored)
             for row, score in zip(scored, scores, strict=True):
                 row["shadow_version"], row["shadow_score"] = (None, None) if score is None else (version, float(score))
-        return orjson.dumps([rows])
 
     def _run(self) -> None:
         with contextlib.suppress(OSError):  # niced, this thread only (Linux): a request gets the core first
