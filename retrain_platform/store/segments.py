@@ -52,9 +52,9 @@ class SegmentLog:
     def append(self, lines: bytes, rows: int) -> int:
         """Append complete lines holding `rows` rows; returns the rows in the open segment now."""
         with self._lock:
-            segment, view = self.current, memoryview(lines)
-            while view:
-                view = view[os.write(segment.fd, view) :]
+            segment, written = self.current, os.write(self.current.fd, lines)
+            while written < len(lines):  # a short write (rare): the rest, not a second copy of the whole
+                written += os.write(segment.fd, lines[written:])
             if self.sync == "always":
                 os.fdatasync(segment.fd)
             segment.rows += rows
