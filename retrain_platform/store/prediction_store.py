@@ -45,6 +45,7 @@ def created_in(since: datetime, until: datetime | None, table: sa.Table = predic
 
 
 LABELLED = (labels.c.prediction_id == predictions.c.prediction_id) & (labels.c.created_at == predictions.c.created_at)
+LABEL_FIELDS = (labels.c.label, labels.c.labelled_at)
 
 
 class UnknownPrediction(LookupError):
@@ -141,8 +142,7 @@ class PredictionStore:
             return int(conn.execute(query if since is None else query.where(created_in(since, None))).scalar_one())
 
     def newest_times(self, limit: int, after: datetime | None = None) -> list[datetime]:
-        """The creation times of the newest `limit` predictions (created after `after`, if given), newest
-        first: read backwards through the time index, so it costs `limit` rows whatever the history."""
+        """Times of the newest `limit` predictions (after `after`, if given), newest first: `limit` rows' cost."""
         query = sa.select(predictions.c.created_at).order_by(predictions.c.created_at.desc()).limit(limit)
         with self.engine.connect() as conn:
             return list(conn.execute(query if after is None else query.where(predictions.c.created_at > after)).scalars())
@@ -160,13 +160,15 @@ class PredictionStore:
     def latest_predictions(self, limit: int, model_version: str | None = None, labelled: bool = False) -> pd.DataFrame:
         """The newest `limit` predictions (of one model version, if given; only labelled ones,
         with `label` and `labelled_at`, if asked), oldest first."""
-        # Labelled ones are found in the labels' own (version, time) index, however sparse labels are.
+        # The oldest time among them is found first in one (version, time) index, the labels' for labelled
+        # ones (however sparse labels are); bounded by it, the read touches only those days' partitions.
         table = labels if labelled else predictions
-        if labelled:
-            query = sa.select(predictions, labels.c.label, labels.c.labelled_at).join(labels, LABELLED)
-            columns = [*PREDICTION_COLUMNS, "label", "labelled_at"]
-        else:
-            query, columns = sa.select(predictions), PREDICTION_COLUMNS
+        times = sa.select(table.c.created_at).order_by(table.c.created_at.desc()).limit(limit)
+        times = times if model_version is None else times.where(table.c.model_version == model_version)
+        since = sa.select(sa.func.min(times.subquery().c.created_at)).scalar_subquery()
+        query = sa.select(predictions, *LABEL_FIELDS).join(labels, LABELLED) if labelled else sa.select(predictions)
+        query = query.where(predictions.c.created_at >= since, table.c.created_at >= since)
+        columns = [*PREDICTION_COLUMNS, "label", "labelled_at"] if labelled else PREDICTION_COLUMNS
         if model_version is not None:
             query = query.where(table.c.model_version == model_version)
         newest = query.order_by(table.c.created_at.desc()).limit(limit)
@@ -174,7 +176,7 @@ class PredictionStore:
 
     def labelled_predictions(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
         """Predictions created in [since, until) that have a label, with `label` and `labelled_at`."""
-        query = sa.select(predictions, labels.c.label, labels.c.labelled_at).join(labels, LABELLED).where(
+        query = sa.select(predictions, *LABEL_FIELDS).join(labels, LABELLED).where(
             created_in(since, until), created_in(since, until, labels))  # fmt: skip
         return self._frame(query.order_by(predictions.c.created_at), [*PREDICTION_COLUMNS, "label", "labelled_at"])
 
@@ -195,7 +197,7 @@ class PredictionStore:
         default partition's) are deleted `batch` per short transaction. Returns how many were."""
         add_partitions(self.engine, datetime.now(UTC), AHEAD_DAYS)
         cutoff, deleted = day_start(datetime.now(UTC)) - timedelta(days=days), 0
-        for table in (labels, predictions):
+        for table in (labels, predictions) if days > 0 else ():  # 0: kept for ever
             if self.engine.dialect.name == "postgresql":
                 with self.engine.connect() as conn:
                     days_held = conn.execute(sa.text("SELECT relname FROM pg_inherits JOIN pg_class ON oid = inhrelid "
@@ -207,12 +209,11 @@ class PredictionStore:
                         conn.exec_driver_sql(f"DROP TABLE {name}")
             older = table.c.created_at < cutoff
             oldest = sa.select(table.c.prediction_id).where(older).limit(batch).scalar_subquery()
-            while True:
+            gone = batch
+            while gone == batch:  # till a batch comes back short: nothing older is left
                 with self.engine.begin() as conn:
                     gone = conn.execute(table.delete().where(older, table.c.prediction_id.in_(oldest))).rowcount
                 deleted += gone
-                if gone < batch:
-                    break
         return deleted
 
     def _frame(self, query, columns: list[str]) -> pd.DataFrame:
