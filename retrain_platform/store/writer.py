@@ -1,8 +1,7 @@
 """The prediction log's one write path: a request appends its rows to this process's segment (see
 `segments`) in one write(); a thread seals the segment at `batch_size` rows or after `interval`
-seconds, stores it in one transaction (`VALUES` of many rows per statement, each line decoded once
-by orjson: the database parses no JSON but the features column's) and deletes it. It ships orphans
-too. A failed shipment is kept and retried."""
+seconds, decodes it once, stores it in one transaction (`insert_sql`) and deletes it. It ships
+orphans too. A failed shipment is kept and retried."""
 
 from __future__ import annotations
 
@@ -29,16 +28,18 @@ JSON_COLUMNS = {str(c.name) for c in predictions.columns if isinstance(c.type, s
 
 
 def insert_sql(dialect: sa.engine.Dialect, rows: int) -> str:
-    """INSERT of `rows` rows of the `predictions` columns, a row whose key is stored left as it is
-    (shipped twice, stored once). The key is the table's: derived, like the columns."""
-    if dialect.paramstyle == "qmark":  # SQLite: the values as they are (times as `utc_time_text`)
-        row = ", ".join("?" for _ in LOG_COLUMNS)
-    else:  # PostgreSQL: typed, the segments' times read as UTC
-        row = ", ".join("CAST(%s AS TIMESTAMP) AT TIME ZONE 'UTC'" if isinstance(c.type, UTCDateTime)
-                        else f"CAST(%s AS {c.type.compile(dialect=dialect)})" for c in predictions.columns)  # fmt: skip
+    """INSERT into `predictions` (columns and key from the table), a stored key left as it is. SQLite:
+    `rows` rows of VALUES (it parses a row's JSON once per column read). PostgreSQL: one JSON array,
+    taken apart by its JSON functions in half the time of VALUES there (measured)."""
+    if dialect.name == "sqlite":
+        source = "VALUES " + ", ".join([f"({', '.join('?' * len(LOG_COLUMNS))})"] * rows)
+    else:
+        utc = " || '+00'"  # the segments' times are UTC
+        fields = [f"r -> '{c.name}'" if c.name in JSON_COLUMNS else f"CAST(r ->> '{c.name}'{utc if isinstance(c.type, UTCDateTime) else ''}"
+                  f" AS {c.type.compile(dialect=dialect)})" for c in predictions.columns]  # fmt: skip
+        source = f"SELECT {', '.join(fields)} FROM json_array_elements(CAST(%s AS JSON)) AS r"
     key = ", ".join(c.name for c in predictions.primary_key.columns)
-    return (f"INSERT INTO predictions ({', '.join(LOG_COLUMNS)}) VALUES ({'), ('.join([row] * rows)}) "
-            f"ON CONFLICT ({key}) DO NOTHING")  # fmt: skip
+    return f"INSERT INTO predictions ({', '.join(LOG_COLUMNS)}) {source} ON CONFLICT ({key}) DO NOTHING"
 
 
 class ShadowModel(Protocol):  # the challenger, which scores the same rows off the request path
@@ -113,8 +114,10 @@ class LogWriter:
             self._score_shadows(rows)
         try:
             with self.engine.begin() as conn:
-                for start in range(0, len(rows), ROWS_PER_STATEMENT):
-                    chunk = rows[start : start + ROWS_PER_STATEMENT]
+                if self.engine.dialect.name != "sqlite":
+                    conn.exec_driver_sql(insert_sql(self.engine.dialect, len(rows)), (json_text(rows),))
+                    return
+                for chunk in (rows[start : start + ROWS_PER_STATEMENT] for start in range(0, len(rows), ROWS_PER_STATEMENT)):
                     values = tuple(json_text(row[name]) if name in JSON_COLUMNS else row.get(name)
                                    for row in chunk for name in LOG_COLUMNS)  # fmt: skip
                     conn.exec_driver_sql(insert_sql(self.engine.dialect, len(chunk)), values)
