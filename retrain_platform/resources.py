@@ -43,11 +43,13 @@ class LabelledSource(dg.ConfigurableResource):
     def _store(self) -> PredictionStore | None:
         return PredictionStore(self.store_url) if self.store_url else None
 
-    def read(self, spec: DatasetSpec) -> pd.DataFrame:
+    def read(self, spec: DatasetSpec, window_days: int | None = None) -> pd.DataFrame:
+        """The labelled rows; of the log, only the last `window_days` (None: `log_window_days`; 0: all)."""
         store = self._store()
+        days = self.log_window_days if window_days is None else window_days
         try:
             # The log's times are the wall clock's (serving's), not the platform clock of a replay.
-            since = datetime.now(UTC) - timedelta(days=self.log_window_days) if self.log_window_days else None
+            since = datetime.now(UTC) - timedelta(days=days) if days else None
             return training_rows(spec, self.history_path, self.history_until, store, since)
         finally:
             if store is not None:

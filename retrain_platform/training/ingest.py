@@ -22,7 +22,7 @@ def raw_data(
 ) -> dg.Output[pd.DataFrame]:
     """Recent labelled rows from the source for the configured window."""
     spec = dataset.spec
-    frame, window = select_window(source.read(spec), spec, config.window_days, config.window_end)
+    frame, window = select_window(source.read(spec, config.window_days), spec, config.window_days, config.window_end)
     window.store_on(frame)
     positives = pd.to_numeric(frame[spec.target], errors="coerce").mean() if len(frame) else float("nan")
     return dg.Output(
