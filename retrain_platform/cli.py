@@ -15,22 +15,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="retrain-platform", description="Run the retrain platform.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("dev", help="run Dagster (UI + daemon), the MLflow UI and serving on embedded defaults")
-    replay = sub.add_parser("replay", help="play 2013's flights through the running platform on a simulated clock")
+    replay = sub.add_parser("replay", help="play a dataset's rows through the running platform on a simulated clock")
     replay.add_argument("--home", type=Path, required=True, help="a fresh folder for this replay's platform")
-    replay.add_argument("--start", default="2013-03-01")
-    replay.add_argument("--end", default="2014-01-01", help="exclusive")
+    replay.add_argument("--dataset", default="flights", help="a dataset with an event time (default: flights)")
+    replay.add_argument("--start", default="", help="first replayed day (default: 59 days after the data's first)")
+    replay.add_argument("--end", default="", help="exclusive (default: the day after the data's last)")
     replay.add_argument("--label-delay-hours", type=float, default=24.0)
     replay.add_argument("--window-days", type=int, default=0, help="data window of the retrains (0: all history)")
     replay.add_argument("--cooldown-hours", type=float, default=24.0, help="between two retrains")
     replay.add_argument("--min-new-label-share", type=float, default=0.25,
                         help="new labels (share of the newest model's rows) a drift retrain waits for")
-    replay.add_argument("--sensor-seconds", type=int, default=5)
     replay.add_argument("--gates", default="", help='JSON gate settings for retrains, e.g. \'{"cooldown_days": 1}\'')
     replay.add_argument("--port", type=int, default=8765, help="serving's port during the replay")
     report = sub.add_parser("replay-report", help="the month-by-month table, targets and plot of a finished replay")
     report.add_argument("--home", type=Path, required=True, help="the replay's folder")
-    report.add_argument("--start", default="2013-03-01")
-    report.add_argument("--end", default="2014-01-01", help="exclusive")
+    report.add_argument("--start", default="", help="default: the replay's own (saved in its folder)")
+    report.add_argument("--end", default="", help="exclusive; default: the replay's own")
     add_spec_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "spec":
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dev":
         return dev(Settings.from_env())
     if args.command == "replay-report":
-        return write_replay_report(Settings(home=args.home), args.start, args.end)
+        return replay_report_command(args)
     return run_replay_command(args)
 
 
@@ -69,16 +69,31 @@ def infer_spec_command(args) -> int:
 
 
 def run_replay_command(args) -> int:
+    from retrain_platform.replay.history import ReplayError
     from retrain_platform.replay.runner import ReplayConfig, run_replay
 
-    config = ReplayConfig(start=args.start, end=args.end, label_delay_hours=args.label_delay_hours,
+    config = ReplayConfig(dataset=args.dataset, start=args.start, end=args.end, label_delay_hours=args.label_delay_hours,
                           window_days=args.window_days, cooldown_hours=args.cooldown_hours,
-                          min_new_label_share=args.min_new_label_share,
-                          sensor_seconds=args.sensor_seconds, gates=args.gates)  # fmt: skip
+                          min_new_label_share=args.min_new_label_share, gates=args.gates)  # fmt: skip
     started = time.monotonic()
-    settings = run_replay(args.home, config, args.port,
-                          progress=lambda line: print(f"[{time.monotonic() - started:7.0f} s] {line}", flush=True))  # fmt: skip
-    return write_replay_report(settings, args.start, args.end)
+    try:
+        run_replay(args.home, config, args.port,
+                   progress=lambda line: print(f"[{time.monotonic() - started:7.0f} s] {line}", flush=True))  # fmt: skip
+    except ReplayError as err:
+        print(f"retrain-platform replay: {err}", file=sys.stderr)
+        return 2
+    return replay_report_command(args)
+
+
+def replay_report_command(args) -> int:
+    from retrain_platform.replay.history import load_window
+
+    window = load_window(args.home)
+    if window is None:
+        print(f"retrain-platform replay-report: {args.home} holds no replay (no replay.json)", file=sys.stderr)
+        return 2
+    settings = Settings(home=args.home, dataset=window.dataset)
+    return write_replay_report(settings, args.start or window.start, args.end or window.end)
 
 
 def write_replay_report(settings: Settings, start: str, end: str) -> int:
@@ -88,7 +103,7 @@ def write_replay_report(settings: Settings, start: str, end: str) -> int:
     text = summary(settings, table, start)
     (settings.home_dir / "replay.md").write_text(text)
     print(text)
-    print(f"plot: {plot(table, settings.home_dir / 'replay_auc.png')}")
+    print(f"plot: {plot(table, settings.home_dir / 'replay_auc.png', settings.dataset)}")
     return 0
 
 

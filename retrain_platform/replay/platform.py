@@ -12,13 +12,17 @@ from pathlib import Path
 
 import dagster as dg
 import httpx
-from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 
 from retrain_platform.launcher import prepare_home
+from retrain_platform.store import PredictionStore
+
+from .rounds import SensorRounds
 
 ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
           dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]  # fmt: skip
-SENSORS = ("drift_sensor", "decision_file_sensor")
+# While runs go, the sensors still look every so often (a decision file is archived once its run
+# exists), as the daemon's own loop would.
+ROUND_DURING_RUNS_SECONDS = 5.0
 
 
 def _bin(name: str) -> str:
@@ -26,17 +30,20 @@ def _bin(name: str) -> str:
 
 
 class RunningPlatform:
-    """`dagster-daemon` (sensors launch runs) and `uvicorn serving.app:app`, each in its own group."""
+    """The Dagster daemon (its sensors launch runs; they tick in rounds the replay asks for, see
+    rounds.py) and `uvicorn serving.app:app`, each in its own process group."""
 
-    def __init__(self, env: dict[str, str], serving_port: int, log_dir: Path):
-        self.env, self.port, self.log_dir = env, serving_port, log_dir
+    def __init__(self, env: dict[str, str], serving_port: int, home: Path):
+        self.env, self.port, self.log_dir = env, serving_port, home / "logs"
+        self.rounds = SensorRounds(home / "sensor_rounds")
         self.processes: dict[str, subprocess.Popen] = {}
         self.url = f"http://127.0.0.1:{serving_port}"
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         commands = {
-            "daemon": [_bin("dagster-daemon"), "run", "-m", "retrain_platform.definitions"],
+            "daemon": [sys.executable, "-m", "retrain_platform.replay.daemon", str(self.rounds.folder),
+                       "-m", "retrain_platform.definitions"],
             "serving": [_bin("uvicorn"), "serving.app:app", "--host", "127.0.0.1", "--port", str(self.port)],
         }
         for name, command in commands.items():
@@ -73,31 +80,45 @@ class RunningPlatform:
         raise TimeoutError(f"serving did not load version {version} within {timeout} s")
 
 
-def _last_tick(instance: dg.DagsterInstance, name: str) -> float:
-    """When the sensor's last finished tick began. A tick still running does not count: the runs
-    it asks for are created before it finishes, so until then nobody can see them."""
-    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-        if state.instigator_name == name:
-            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=2)
-            return next((tick.timestamp for tick in ticks if tick.status != TickStatus.STARTED), 0.0)
-    return 0.0
+def wait_until_logged(store: PredictionStore, served: int, platform: RunningPlatform, timeout: float) -> None:
+    """Serving answers before its log writer ships the predictions to the store (about every
+    second): the sensors must see every prediction of the day, not the day up to the last ship."""
+    deadline = time.monotonic() + timeout
+    while store.count_predictions() < served:
+        platform.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"serving did not store its {served} predictions within {timeout} s")
+        time.sleep(0.05)
 
 
 def settle(instance: dg.DagsterInstance, platform: RunningPlatform, timeout: float) -> None:
-    """Wait until every sensor has looked at the platform since now and no run is left to finish;
-    again after any run ends, since its outcome (a new model, a decision file) needs a look too."""
-    mark = time.time()
+    """Let every sensor look at the platform as it is now, and wait until no run is left to
+    finish; again after any run ends, since its outcome (a new model, a decision file) needs a
+    look too."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        platform.check_alive()
-        ticked = all(_last_tick(instance, name) > mark for name in SENSORS)
-        if ticked and not instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE)):
-            ended = instance.get_run_records(filters=dg.RunsFilter(updated_after=datetime.fromtimestamp(mark)), limit=1)
-            if not ended:
-                return
-            mark = time.time()
-        time.sleep(0.5)
-    raise TimeoutError(f"the platform did not settle within {timeout} s")
+
+    def left() -> float:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the platform did not settle within {timeout} s")
+        return deadline - time.monotonic()
+
+    mark = time.time()
+    platform.rounds.run_one(left(), platform.check_alive)
+    looked = time.monotonic()
+    while True:
+        if instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE), limit=1):
+            if time.monotonic() - looked >= ROUND_DURING_RUNS_SECONDS:
+                platform.rounds.run_one(left(), platform.check_alive)
+                looked = time.monotonic()
+            left()
+            platform.check_alive()
+            time.sleep(0.2)
+            continue
+        if not instance.get_run_records(filters=dg.RunsFilter(updated_after=datetime.fromtimestamp(mark)), limit=1):
+            return
+        mark = time.time()
+        platform.rounds.run_one(left(), platform.check_alive)
+        looked = time.monotonic()
 
 
 def platform_env(settings_env: dict[str, str], settings) -> dict[str, str]:

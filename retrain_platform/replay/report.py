@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from retrain_platform.core.training import TrainParams
-from retrain_platform.datasets import FLIGHTS
+from retrain_platform.datasets import get_spec
 from retrain_platform.decisions.folder import DecisionFolder
 from retrain_platform.registry import ModelRegistry
 from retrain_platform.settings import Settings
@@ -19,6 +19,10 @@ from retrain_platform.store import PredictionStore
 from retrain_platform.monitoring.log import MonitoringLog
 
 from .baselines import monthly_auc, oracle_scores, static_scores
+from .history import replay_history
+
+PLATFORM = "platform (served)"
+STATIC = "static"  # the column's name goes on with the months the static model learned
 
 
 def served_monthly_auc(settings: Settings) -> pd.Series:
@@ -27,23 +31,32 @@ def served_monthly_auc(settings: Settings) -> pd.Series:
         served = store.labelled_predictions(LOG_EPOCH)
     finally:
         store.close()
-    months = pd.to_datetime(served[FLIGHTS.timestamp]).dt.to_period("M")
+    months = pd.to_datetime(served[get_spec(settings.dataset).timestamp]).dt.to_period("M")
     return pd.Series({str(m): roc_auc_score(served.loc[months == m, "label"], served.loc[months == m, "score"])
                       for m in sorted(months.unique()) if served.loc[months == m, "label"].nunique() == 2})  # fmt: skip
 
 
+def static_name(history: pd.DataFrame, timestamp: str, start: str) -> str:
+    """The static column's name with the months that model learned from (all the history before
+    `start`): "static Jan-Feb"."""
+    months = history.loc[history[timestamp] < pd.Timestamp(start), timestamp].dt.to_period("M")
+    first, last = months.min(), months.max()
+    form = "%b" if first.year == last.year else "%b %Y"
+    return f"{STATIC} {first.strftime(form)}" + (f"-{last.strftime(form)}" if last != first else "")
+
+
 def monthly_table(settings: Settings, start: str, end: str) -> pd.DataFrame:
-    history = FLIGHTS.load()
-    times = history[FLIGHTS.timestamp]
-    history = history[times < pd.Timestamp(end)]
+    spec = get_spec(settings.dataset)
+    history = replay_history(spec)
+    history = history[history[spec.timestamp] < pd.Timestamp(end)]
     params = TrainParams()
     table = pd.DataFrame({
-        "platform (served)": served_monthly_auc(settings),
-        "static Jan-Feb": monthly_auc(history, FLIGHTS, static_scores(history, FLIGHTS, start, params)),
-        "oracle, 2 months": monthly_auc(history, FLIGHTS, oracle_scores(history, FLIGHTS, start, 2, params)),
-        "oracle, all months": monthly_auc(history, FLIGHTS, oracle_scores(history, FLIGHTS, start, None, params)),
+        PLATFORM: served_monthly_auc(settings),
+        static_name(history, spec.timestamp, start): monthly_auc(history, spec, static_scores(history, spec, start, params)),
+        "oracle, 2 months": monthly_auc(history, spec, oracle_scores(history, spec, start, 2, params)),
+        "oracle, all months": monthly_auc(history, spec, oracle_scores(history, spec, start, None, params)),
     })  # fmt: skip
-    return table.dropna(subset=["platform (served)"])
+    return table.dropna(subset=[PLATFORM])
 
 
 def decisions(settings: Settings) -> list[dict]:
@@ -91,7 +104,8 @@ def targets(settings: Settings, table: pd.DataFrame, start: str, made: list[dict
     """The replay's targets, each with its measured value and verdict (`made`: the decisions,
     `promoted`: the promotions, as `decisions` and `promotions` give them)."""
     mean = table.mean()
-    served, static = mean["platform (served)"], mean["static Jan-Feb"]
+    served = mean[PLATFORM]
+    static = mean[next(column for column in table.columns if column.startswith(STATIC))]
     oracle = max(mean["oracle, 2 months"], mean["oracle, all months"])
     retrains = sum(d["retrain"] for d in made)
     oracle_retrains = len(table)  # each oracle retrains on the 1st of every replayed month
@@ -115,7 +129,7 @@ def targets(settings: Settings, table: pd.DataFrame, start: str, made: list[dict
 
 
 def summary(settings: Settings, table: pd.DataFrame, start: str) -> str:
-    registry = ModelRegistry(settings.tracking_uri, FLIGHTS.model_name)
+    registry = ModelRegistry(settings.tracking_uri, get_spec(settings.dataset).model_name)
     history = registry.history()
     made = decisions(settings)
     aucs = {p["version"]: p for p in promotions(registry)}
@@ -146,7 +160,7 @@ def summary(settings: Settings, table: pd.DataFrame, start: str) -> str:
     return "\n".join(lines)
 
 
-def plot(table: pd.DataFrame, path: Path) -> Path:
+def plot(table: pd.DataFrame, path: Path, dataset: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -154,7 +168,7 @@ def plot(table: pd.DataFrame, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     table.plot(ax=ax, marker="o")
-    ax.set(ylabel="AUC", title="Replay of 2013: monthly AUC")
+    ax.set(ylabel="AUC", title=f"Replay of {dataset}, {table.index[0]} to {table.index[-1]}: monthly AUC")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
