@@ -171,7 +171,7 @@ class PredictionStore:
         columns = [*PREDICTION_COLUMNS, "label", "labelled_at"] if labelled else PREDICTION_COLUMNS
         if model_version is not None:
             query = query.where(table.c.model_version == model_version)
-        newest = query.order_by(table.c.created_at.desc()).limit(limit)
+        newest = query.order_by(table.c.created_at.desc(), predictions.c.prediction_id.desc()).limit(limit)  # ties: by id
         return self._frame(newest, columns).iloc[::-1].reset_index(drop=True)
 
     def labelled_predictions(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
