@@ -54,3 +54,22 @@ def postgres_url() -> str:
             pytest.fail(f"PostgreSQL is mandatory here (RETRAIN_REQUIRE_POSTGRES=1) but {POSTGRES_URL} failed: {err}")
         pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {err}")
     return POSTGRES_URL
+
+
+# Module scope, defined here: each test module that serves gets its own registry and MLflow server
+# (a fixture imported from another test module can end up shared between the two).
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Two quick flights models in a temp MLflow store: version 1 in production, 2 the challenger."""
+    from .serving_fixtures import register_flight_models
+
+    return register_flight_models(tmp_path_factory.mktemp("mlflow"))
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(models):
+    from .serving_fixtures import MlflowServerThread
+
+    server = MlflowServerThread(models.tracking_uri, models.artifact_root)
+    yield server
+    server.stop()

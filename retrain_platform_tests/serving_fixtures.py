@@ -205,7 +205,11 @@ class MlflowServerThread:
     def __init__(self, backend_uri: str, artifact_root: str):
         os.environ["_MLFLOW_SERVER_FILE_STORE"] = backend_uri
         os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = artifact_root
-        from mlflow.server import app  # reads the store from those variables on first use
+        from mlflow.server import app, handlers  # reads the store from those variables on first use
+
+        # The app is one per process and keeps the first store it opened: forget it, so that this
+        # server serves its own store, not an earlier test module's.
+        handlers._tracking_store = handlers._model_registry_store = None
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 

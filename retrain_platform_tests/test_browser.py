@@ -215,7 +215,7 @@ def test_materialize_in_the_dagster_ui_then_retrain_from_serving(browser, platfo
     expect(metadata).to_contain_text("2013-01-30..2013-02-28", timeout=30_000)
     expect(page.get_by_role("row").filter(has_text="model_uri")).to_contain_text("models:/retrain-flights@production")
     expect(page.get_by_text(re.compile(r"^\d+ (seconds?|minutes?) ago$")).first).to_be_visible()  # latest materialization
-    expect(page.get_by_text("decision_file_sensor").first).to_be_visible()  # the automation panel has loaded
+    expect(page.get_by_text("reevaluate_challenger").first).to_be_visible()  # the automation panel has loaded
     shoot(page, "dagster-production-model")
     page.get_by_role("tab", name="Lineage").click()
     page.get_by_role("button", name="Upstream").click()

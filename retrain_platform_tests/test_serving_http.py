@@ -39,11 +39,9 @@ from retrain_platform.registry import CHALLENGER
 from retrain_platform.settings import Settings
 from retrain_platform.store import PredictionStore
 from retrain_platform_tests.serving_fixtures import (
-    MlflowServerThread,
     UvicornThread,
     free_port,
     postgres_store_url,
-    register_flight_models,
 )
 from serving.app import create_app
 from serving.health_summary import DECISIONS_READ, newest_decisions
@@ -111,18 +109,6 @@ class FakeDagster:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return register_flight_models(tmp_path_factory.mktemp("mlflow"))
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(models):
-    server = MlflowServerThread(models.tracking_uri, models.artifact_root)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
