@@ -49,7 +49,7 @@ def monthly_table(settings: Settings, start: str, end: str) -> pd.DataFrame:
     spec = get_spec(settings.dataset)
     history = replay_history(spec)
     history = history[history[spec.timestamp] < pd.Timestamp(end)]
-    params = TrainParams()
+    params = TrainParams(learn_holdout=True)  # the baselines train as candidate_model does by default
     table = pd.DataFrame({
         PLATFORM: served_monthly_auc(settings),
         static_name(history, spec.timestamp, start): monthly_auc(history, spec, static_scores(history, spec, start, params)),
