@@ -6,7 +6,7 @@ import dagster as dg
 
 from retrain_platform.core.decisions import RetrainPolicy
 from retrain_platform.core.gates import GateConfig
-from retrain_platform.training.jobs import retrain_run_config
+from retrain_platform.training.jobs import reevaluate_run_config, retrain_run_config
 
 from .folder import DecisionFolder
 
@@ -27,6 +27,13 @@ class DecisionsResource(dg.ConfigurableResource):
     def gates(self) -> GateConfig:
         return GateConfig.from_json(self.retrain_gates)
 
+    def _set_gates(self) -> GateConfig | None:
+        return self.gates() if self.retrain_gates else None
+
     def run_config(self) -> dict:
         """Run config of a retrain launched by a sensor or a schedule."""
-        return retrain_run_config(self.retrain_window_days, self.gates() if self.retrain_gates else None)
+        return retrain_run_config(self.retrain_window_days, self._set_gates())
+
+    def reevaluate_run_config(self) -> dict:
+        """Run config of a waiting challenger's re-evaluation, with the same gates."""
+        return reevaluate_run_config(self._set_gates())

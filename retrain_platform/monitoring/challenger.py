@@ -8,7 +8,7 @@ from retrain_platform.core.gates import reevaluation_due
 from retrain_platform.decisions.resources import DecisionsResource
 from retrain_platform.names import CHALLENGER_TAG, REASON_TAG, TRIGGER_TAG
 from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
-from retrain_platform.training.jobs import reevaluate_job, reevaluate_run_config
+from retrain_platform.training.jobs import reevaluate_job
 
 
 def build_challenger_sensor(interval_seconds: int) -> dg.SensorDefinition:
@@ -37,7 +37,7 @@ def build_challenger_sensor(interval_seconds: int) -> dg.SensorDefinition:
         key, reason = due
         return dg.RunRequest(
             run_key=f"reevaluate:v{challenger}:{key}",
-            run_config=reevaluate_run_config(gates if decisions.retrain_gates else None),
+            run_config=decisions.reevaluate_run_config(),
             tags={TRIGGER_TAG: "challenger", REASON_TAG: reason[:900], CHALLENGER_TAG: challenger},
         )
 

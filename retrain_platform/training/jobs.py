@@ -29,13 +29,13 @@ reevaluate_job = dg.define_asset_job(
 )
 
 
+def reevaluate_run_config(gates: GateConfig | None = None) -> dict:
+    """Run config of a re-evaluation the platform launches itself: the gates, if not the defaults."""
+    return {"ops": {EVALUATION_ASSET: {"config": gates.model_dump(exclude_defaults=True)}}} if gates else {"ops": {}}
+
+
 def retrain_run_config(window_days: int, gates: GateConfig | None = None) -> dict:
     """Run config of the retrains the platform launches itself (sensors, schedules)."""
-    ops = {raw_data.key.to_user_string(): {"config": {"window_days": window_days}}}
-    if gates is not None:
-        ops[EVALUATION_ASSET] = {"config": gates.model_dump(exclude_defaults=True)}
-    return {"ops": ops}
-
-
-def reevaluate_run_config(gates: GateConfig | None = None) -> dict:
-    return {"ops": {EVALUATION_ASSET: {"config": gates.model_dump(exclude_defaults=True)}}} if gates else {}
+    config = reevaluate_run_config(gates)
+    config["ops"][raw_data.key.to_user_string()] = {"config": {"window_days": window_days}}
+    return config
