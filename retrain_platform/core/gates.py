@@ -71,6 +71,14 @@ class GateConfig(BaseModel):
         return cls.model_validate_json(text) if text.strip() else cls()
 
 
+def dataset_gates(spec_gates: GateConfig, run: GateConfig) -> GateConfig:
+    """The dataset's own gate settings (its YAML's `gates`), with what `run` sets otherwise than
+    the defaults on top: what an evaluation applies, and what a sensor must expect it to apply."""
+    defaults = GateConfig().model_dump()
+    changed = {name: value for name, value in run.model_dump().items() if name in defaults and value != defaults[name]}
+    return spec_gates.model_copy(update=changed)
+
+
 @dataclass(frozen=True)
 class GateResult:
     name: str

@@ -4,7 +4,7 @@ evidence favours it, rejected when the gates require that evidence and it favour
 
 import dagster as dg
 
-from retrain_platform.core.gates import reevaluation_due
+from retrain_platform.core.gates import dataset_gates, reevaluation_due
 from retrain_platform.decisions.resources import DecisionsResource
 from retrain_platform.names import CHALLENGER_TAG, REASON_TAG, TRIGGER_TAG
 from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
@@ -27,7 +27,7 @@ def build_challenger_sensor(interval_seconds: int) -> dg.SensorDefinition:
         challenger, champion = reg.waiting_challenger(), reg.production_version()
         if challenger is None or champion is None:
             return dg.SkipReason("no challenger waits in shadow")
-        gates = decisions.gates()
+        gates = dataset_gates(dataset.spec.gates, decisions.gates())  # as the re-evaluation will apply them
         live = source.live_comparison(champion, challenger)
         days = reg.days_since_promotion(champion)
         due = reevaluation_due(live, gates, cooldown_over=days is None or days >= gates.cooldown_days)

@@ -7,7 +7,7 @@ import pandas as pd
 
 from retrain_platform.core.evaluation import evaluate_challenger
 from retrain_platform.core.feature_mapping import UnservableVersion
-from retrain_platform.core.gates import GateConfig, gates_as_dicts, gates_markdown
+from retrain_platform.core.gates import GateConfig, dataset_gates, gates_as_dicts, gates_markdown
 from retrain_platform.core.plots import markdown_image
 from retrain_platform.core.split import time_split
 from retrain_platform.names import EVALUATION_ASSET, FORCE_TAG, CHALLENGER_TAG, GATES_CHECK
@@ -18,14 +18,6 @@ from .metadata import metrics_table
 
 class GateSettings(dg.Config, GateConfig):
     """The gates of this run (launchpad: ops.evaluation_report.config); see GateConfig."""
-
-
-def dataset_gates(spec_gates: GateConfig, run: GateSettings) -> GateConfig:
-    """The dataset's own gate settings (its YAML's `gates`), with what this run sets otherwise
-    than the defaults on top."""
-    defaults = GateConfig().model_dump()
-    changed = {name: value for name, value in run.model_dump().items() if name in defaults and value != defaults[name]}
-    return spec_gates.model_copy(update=changed)
 
 
 def importance_markdown(importance: dict[str, float]) -> str:
