@@ -16,6 +16,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from itertools import cycle
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -72,12 +73,25 @@ def names() -> list[str]:
     return [f"serving{i}" for i in range(1, REPLICAS + 1)]
 
 
+class Answer(NamedTuple):
+    """One 200: who answered, with which version, and when the request was sent and its answer
+    received (time.monotonic(), on the client)."""
+
+    replica: str
+    version: str
+    prediction_id: str
+    sent: float
+    received: float
+
+
 class Traffic:
     """Clients posting real rows through the balancer back to back until stopped. Every answer is
-    kept as (replica, model version, prediction id); anything but a 200 is a failure."""
+    kept as an Answer; anything but a 200 is a failure. The list is in the order the client
+    threads recorded their answers, which is not the order a replica produced them: order by
+    `sent` and `received`."""
 
     def __init__(self, url: str, rows: list[dict], clients: int = CLIENTS):
-        self.answers: list[tuple[str, str, str]] = []
+        self.answers: list[Answer] = []
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._send, args=(url, rows[i::clients])) for i in range(clients)]
@@ -87,8 +101,10 @@ class Traffic:
             for row in cycle(rows):
                 if self._stop.is_set():
                     return
+                sent = time.monotonic()
                 try:
                     response = http.post("/predict", json=row)
+                    received = time.monotonic()
                 except httpx.HTTPError as err:
                     self.failures.append(repr(err))
                     continue
@@ -96,15 +112,17 @@ class Traffic:
                     self.failures.append(f"{response.status_code}: {response.text[:200]}")
                     continue
                 body = response.json()
-                self.answers.append((response.headers["x-served-by"], body["model_version"], body["prediction_id"]))
+                self.answers.append(Answer(response.headers["x-served-by"], body["model_version"],
+                                           body["prediction_id"], sent, received))  # fmt: skip
 
-    def answered_by(self, replica: str) -> list[tuple[str, str]]:
-        """(version, prediction id) of each answer from `replica`, in order."""
-        return [(version, pid) for served_by, version, pid in list(self.answers) if served_by == replica]
+    def answered_by(self, replica: str) -> list[Answer]:
+        """Each answer from `replica`, in the order the requests were sent."""
+        return sorted((a for a in list(self.answers) if a.replica == replica), key=lambda a: a.sent)
 
     def latest_version(self, replica: str) -> str | None:
+        """The version of the answer to the last request sent to `replica` that was answered."""
         answers = self.answered_by(replica)
-        return answers[-1][0] if answers else None
+        return answers[-1].version if answers else None
 
     def wait(self, condition, what: str, timeout: float = 120.0) -> None:
         """Waits for a condition of the test's making; the timeout only keeps a broken stack from
@@ -160,13 +178,24 @@ def stored_ids(store_url: str) -> list[str]:
         store.close()
 
 
+def stale_answers(answers: list[Answer], before: str, after: str) -> list[Answer]:
+    """One replica's answers that break a clean switch from `before` to `after`: any version but
+    those two, and any `before` answer to a request sent after the replica's first `after` answer
+    was received (that request reached the replica after it had swapped). Requests in flight
+    across the swap may carry either version: the clients' threads record answers out of the
+    replica's order, so only send and receive times order them."""
+    swapped = min((a.received for a in answers if a.version == after), default=float("inf"))
+    return [a for a in answers if a.version not in (before, after) or (a.version == before and a.sent > swapped)]
+
+
 def test_a_promotion_under_load_fails_no_request_and_each_replica_takes_it_at_its_next_poll(
     balancer, replicas, models
 ):
     """While clients send requests through the balancer, the production alias moves. No request
     fails; each replica swaps the new version in at the first registry check it begins after the
     move (it polls every POLL_SECONDS, so within one poll interval, give or take the check itself)
-    and from then on answers only with it."""
+    and from then on answers only with it: no request sent after its first answer with the new
+    version was received gets the old one."""
     before = models.registry.production_version()
     after = next(v for v in models.versions if v != before)
     with Traffic(balancer.url, models.rows) as traffic, RegistryChecks(replicas) as checks:
@@ -179,9 +208,9 @@ def test_a_promotion_under_load_fails_no_request_and_each_replica_takes_it_at_it
         traffic.wait(lambda: all(len(traffic.answered_by(n)) >= counts[n] + 20 for n in names()), "more traffic")
     assert traffic.failures == []
     for name in names():
-        versions = [version for version, _ in traffic.answered_by(name)]
-        swap = versions.index(after)
-        assert set(versions[:swap]) == {before} and set(versions[swap:]) == {after}, name  # one clean switch
+        answers = traffic.answered_by(name)
+        assert {a.version for a in answers} == {before, after}, name  # it answered with both
+        assert stale_answers(answers, before, after) == [], name  # one clean switch, nothing old after it
         samples = checks.samples[name]
         loaded_by = next(checked for checked, version in samples if version == after)
         # No check began after the move and left the old version in place: the first did the swap.
@@ -201,7 +230,7 @@ def test_a_replica_killed_under_load_costs_no_request_and_its_answers_are_stored
     with Traffic(balancer.url, models.rows) as traffic:
         traffic.wait(lambda: all(len(traffic.answered_by(n)) >= 50 for n in names()), "every replica answering")
         victim.kill()
-        answered_before_kill = {pid for _, pid in traffic.answered_by(victim_name)}
+        answered_before_kill = {a.prediction_id for a in traffic.answered_by(victim_name)}
         total = len(traffic.answers)
         traffic.wait(lambda: len(traffic.answers) >= total + 300, "the others answering in its place")
         assert answered_before_kill.isdisjoint(stored_ids(store_url))  # in its segments only
@@ -217,4 +246,4 @@ def test_a_replica_killed_under_load_costs_no_request_and_its_answers_are_stored
         replica.stop()  # graceful: each ships what it holds (the last test of the module to use them)
     stored = stored_ids(store_url)
     assert len(stored) == len(set(stored))  # none twice
-    assert {pid for _, _, pid in traffic.answers} <= set(stored)  # none answered is lost, on any replica
+    assert {a.prediction_id for a in traffic.answers} <= set(stored)  # none answered is lost, on any replica
