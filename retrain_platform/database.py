@@ -12,6 +12,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from retrain_platform.scopes import search_path_schema
+
 
 def as_datetime(value: datetime | str | float) -> datetime:
     """An aware UTC datetime from any form the log takes a time in (see `UTCDateTime`)."""
@@ -65,7 +67,11 @@ def create_store_engine(url: str, durable_commits: bool = False) -> Engine:
     """`durable_commits`: on SQLite, a commit waits for the disk (a shipped segment is deleted)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True, json_serializer=json_text)
+        engine = sa.create_engine(url, pool_pre_ping=True, json_serializer=json_text)
+        schema = search_path_schema(url)  # a dataset's own schema (retrain_platform.scopes)
+        if schema:
+            _create_schema(engine, schema)
+        return engine
     if parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, json_serializer=json_text)
@@ -78,6 +84,18 @@ def create_store_engine(url: str, durable_commits: bool = False) -> Engine:
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
     return engine
+
+
+def _create_schema(engine: Engine, schema: str, attempts: int = 5) -> None:
+    quoted = engine.dialect.identifier_preparer.quote_identifier(schema)
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+            return
+        except sa.exc.IntegrityError:  # two processes created it at once: the loser's IF NOT EXISTS raced
+            if attempt == attempts - 1:
+                raise
 
 
 def create_tables(engine: Engine, tables: sa.MetaData, attempts: int = 10) -> None:

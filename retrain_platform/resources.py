@@ -4,6 +4,7 @@ Everything that differs between a laptop and a deployment reaches assets and sen
 resource, built from the settings here or in the domain's own `resources.py`.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -14,18 +15,46 @@ from retrain_platform.core.monitoring import AucInterval
 from retrain_platform.datasets import DatasetSpec, get_spec
 from retrain_platform.datasets.sources import training_rows
 from retrain_platform.registry import ModelRegistry
+from retrain_platform.scopes import scoped_name, scoped_store_url
 from retrain_platform.settings import Settings
 from retrain_platform.store import PredictionStore, labelled_share
 
 
-class DatasetResource(dg.ConfigurableResource):
-    """Which dataset spec the graph runs on."""
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset of the deployment, as its assets, jobs and sensors see it (retrain_platform.scopes)."""
 
-    name: str = "flights"
+    name: str
+    scope: str = ""  # empty for the default dataset, else the name
 
     @property
     def spec(self) -> DatasetSpec:
         return get_spec(self.name)
+
+    def key(self, asset: str) -> dg.AssetKey:
+        return dg.AssetKey([self.scope, asset] if self.scope else [asset])
+
+    def job(self, name: str) -> str:
+        return scoped_name(name, self.scope)
+
+    def own(self, assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+        """Shared asset definitions as this dataset's: keys (and their deps among them) prefixed by its
+        scope. The asset finds its dataset back from its key (`DatasetResource.of`)."""
+        if not self.scope:
+            return assets
+        renamed = {key: dg.AssetKey([self.scope, *key.path]) for asset in assets for key in asset.keys}
+        return [asset.with_attributes(asset_key_replacements=renamed) for asset in assets]
+
+
+class DatasetResource(dg.ConfigurableResource):
+    """The default dataset; an asset of another dataset carries that one's name as its key prefix."""
+
+    name: str = "flights"
+
+    def of(self, context: dg.AssetExecutionContext) -> Dataset:
+        """The dataset of the asset being materialized."""
+        scope = "/".join(context.asset_key.path[:-1])
+        return Dataset(scope or self.name, scope)
 
 
 class LabelledSource(dg.ConfigurableResource):
@@ -39,6 +68,17 @@ class LabelledSource(dg.ConfigurableResource):
     prediction_log_url: str = ""  # the log serving writes, for the champion's realised performance
     log_window_days: int = 0  # 0: every labelled prediction the log keeps
     log_retention_days: int = 0
+
+    def in_scope(self, scope: str) -> "LabelledSource":
+        """This source for another dataset than the default: its own prediction log, and its own
+        data as history (`history_path` and `history_until` are the default dataset's)."""
+        if not scope:
+            return self
+        return self.model_copy(update={
+            "history_path": "", "history_until": "",
+            "store_url": scoped_store_url(self.store_url, scope) if self.store_url else "",
+            "prediction_log_url": scoped_store_url(self.prediction_log_url, scope) if self.prediction_log_url else "",
+        })  # fmt: skip
 
     def _store(self) -> PredictionStore | None:
         return PredictionStore(self.store_url) if self.store_url else None

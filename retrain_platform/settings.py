@@ -21,7 +21,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     home: Path = Path("~/.retrain_platform")
-    dataset: str = "flights"
+    dataset: str = "flights"  # the default dataset: served at /predict, unprefixed in Dagster
+    # The datasets that run side by side, comma-separated; empty: every dataset in the datasets folder.
+    datasets: str = ""
     # A folder of dataset YAML files (docs/datasets.md); empty: the shipped ones. The datasets package
     # reads RETRAIN_DATASETS_DIR itself, since every process that asks for a spec shares the environment.
     datasets_dir: str = ""
@@ -86,6 +88,19 @@ class Settings(BaseModel):
         env = os.environ if env is None else env
         values = {name: env[PREFIX + name.upper()] for name in cls.model_fields if PREFIX + name.upper() in env}
         return cls(**values)
+
+    def dataset_names(self) -> list[str]:
+        """The datasets this deployment runs, the default first."""
+        from retrain_platform.datasets import SPECS, get_spec
+
+        named = [name.strip() for name in self.datasets.split(",") if name.strip()] or sorted(SPECS)
+        for name in named:
+            get_spec(name)  # an unknown name fails at start, naming the known ones
+        return [self.dataset, *(name for name in named if name != self.dataset)]
+
+    def scope(self, dataset: str) -> str:
+        """Empty for the default dataset, else its name (see retrain_platform.scopes)."""
+        return "" if dataset == self.dataset else dataset
 
     @property
     def home_dir(self) -> Path:

@@ -20,12 +20,12 @@ def test_dagster_definitions_validate(tmp_path):
     assert "All code locations passed validation" in result.stdout + result.stderr
 
 
-def test_graph_shape_and_lineage(tmp_path):
-    defs = build_definitions(Settings(home=tmp_path))
+def test_graph_shape_and_lineage_of_every_dataset_side_by_side(tmp_path):
+    defs = build_definitions(Settings(home=tmp_path))  # by default every dataset of the folder runs
     graph = defs.resolve_asset_graph()
     upstream = {key.to_user_string(): sorted(k.to_user_string() for k in graph.get(key).parent_keys)
                 for key in graph.get_all_asset_keys()}  # fmt: skip
-    assert upstream == {
+    shape = {
         "raw_data": [],
         "validated_features": ["raw_data"],
         "candidate_model": ["validated_features"],
@@ -36,12 +36,23 @@ def test_graph_shape_and_lineage(tmp_path):
         "retraining_decision": ["drift_report"],
         "model_health": [],  # daily partitions of the prediction log
     }
-    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert checks == {("validated_features", "schema_valid"), ("validated_features", "enough_rows"),
-                      ("validated_features", "window_covered"), ("evaluation_report", "gates_passed"),
-                      ("drift_report", "no_drift")}  # fmt: skip
+    checks = {("validated_features", "schema_valid"), ("validated_features", "enough_rows"),
+              ("validated_features", "window_covered"), ("evaluation_report", "gates_passed"),
+              ("drift_report", "no_drift")}  # fmt: skip
+    prefixes = ["", "breast_cancer/", "digits/"]  # the default dataset (flights) keeps unprefixed keys
+    assert upstream == {p + key: [p + parent for parent in parents] for p in prefixes for key, parents in shape.items()}
+    assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == {
+        (p + asset, name) for p in prefixes for asset, name in checks}
     for key in graph.get_all_asset_keys():
         assert graph.get(key).group_name != "default" and defs.resolve_assets_def(key).descriptions_by_key[key]
+    repository = defs.get_repository_def()
+    for name in ("retrain", "monitor", "reevaluate_challenger", "rollback_job"):
+        assert {f"{p.rstrip('/')}__{name}".lstrip("_") for p in prefixes} <= {j.name for j in repository.get_all_jobs()}
+    for name in ("drift_sensor", "challenger_sensor", "model_health_sensor", "decision_file_sensor"):
+        assert {f"{p.rstrip('/')}__{name}".lstrip("_") for p in prefixes} <= {s.name for s in repository.sensor_defs}
+    # Each dataset's jobs select its own assets only.
+    selected = defs.resolve_job_def("breast_cancer__retrain").asset_layer.selected_asset_keys
+    assert {key.path[0] for key in selected} == {"breast_cancer"}
 
 
 def test_instance_configs_are_valid_and_serialise_promotions(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from retrain_platform.core import clock
 from retrain_platform.monitoring.assets import drift_report
 from retrain_platform.monitoring.health import build_model_health
+from retrain_platform.resources import Dataset
 from retrain_platform.datasets import FLIGHTS
 from retrain_platform.definitions import build_definitions
 from retrain_platform.registry import ModelRegistry
@@ -232,7 +233,7 @@ def test_model_health_per_day_is_refreshed_as_its_labels_arrive(served_home):
     [refresh] = evaluate(ticked.cursor).run_requests
     assert refresh.partition_key == key and refresh.run_key != first.run_key
 
-    health = build_model_health(settings.health_start_date)
+    health = build_model_health(Dataset(settings.dataset), settings.health_start_date)
     result = dg.materialize([health], instance=instance, partition_key=key, resources=defs.resources)
     metadata = {k: getattr(v, "value", v) for k, v in result.asset_materializations_for_node("model_health")[0].metadata.items()}
     assert metadata["rows"] == 600 and metadata["labelled"] == 1 and metadata["drift_level"] == "ok"

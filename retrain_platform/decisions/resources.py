@@ -6,6 +6,7 @@ import dagster as dg
 
 from retrain_platform.core.decisions import RetrainPolicy
 from retrain_platform.core.gates import GateConfig
+from retrain_platform.scopes import scoped_dir
 from retrain_platform.training.jobs import reevaluate_run_config, retrain_run_config
 
 from .folder import DecisionFolder
@@ -17,6 +18,10 @@ class DecisionsResource(dg.ConfigurableResource):
     max_per_week: int = 3  # at most this many retrains in any 7 days
     retrain_window_days: int = 60  # data window of the retrains launched here (0: all history)
     retrain_gates: str = ""  # GateConfig as JSON for those retrains; empty: the defaults
+
+    def in_scope(self, scope: str) -> "DecisionsResource":
+        """This resource for another dataset than the default: its own decisions folder."""
+        return self.model_copy(update={"folder": str(scoped_dir(self.folder, scope))}) if scope else self
 
     def inbox(self) -> DecisionFolder:
         return DecisionFolder(Path(self.folder))

@@ -29,8 +29,9 @@ def retrain_request(decision: RetrainingDecision, taken_at: datetime, run_config
     )
 
 
-def recent_retrains(instance: dg.DagsterInstance, limit: int = 50) -> list[datetime]:
-    records = instance.get_run_records(filters=dg.RunsFilter(job_name=RETRAIN_JOB), limit=limit)
+def recent_retrains(instance: dg.DagsterInstance, job_name: str = RETRAIN_JOB, limit: int = 50) -> list[datetime]:
+    """When the retrain job `job_name` (a dataset's own) last ran."""
+    records = instance.get_run_records(filters=dg.RunsFilter(job_name=job_name), limit=limit)
     times = []
     for record in records:
         tagged = record.dagster_run.tags.get(DECISION_DATE_TAG)

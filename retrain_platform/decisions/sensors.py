@@ -22,8 +22,8 @@ import dagster as dg
 
 from retrain_platform.core import clock
 from retrain_platform.core.decisions import RETRAINING, DecisionError, RetrainingDecision, apply_policy
-from retrain_platform.resources import DatasetResource
-from retrain_platform.training.jobs import retrain_job
+from retrain_platform.names import RETRAIN_JOB
+from retrain_platform.resources import Dataset
 
 from .resources import DecisionsResource
 from .runs import launched_for, recent_retrains, retrain_request
@@ -35,19 +35,22 @@ TAKEN_IN_CURSOR = 500  # decision ids remembered in the cursor (the instance rem
 LAUNCHING_IN_CURSOR = 500  # approved decisions whose run the instance did not show yet
 
 
-def build_decision_sensor(interval_seconds: int, settle_seconds: float = SETTLE_SECONDS) -> dg.SensorDefinition:
-    """A decision naming another dataset than the platform's is archived, not acted on."""
+def build_decision_sensor(dataset: Dataset, interval_seconds: int,
+                          settle_seconds: float = SETTLE_SECONDS) -> dg.SensorDefinition:  # fmt: skip
+    """Each dataset has its own inbox; a decision naming another dataset is archived, not acted on."""
+    sensor_name, retrain_job = dataset.job(SENSOR_NAME), dataset.job(RETRAIN_JOB)
 
     @dg.sensor(
-        name=SENSOR_NAME,
-        job=retrain_job,
+        name=sensor_name,
+        job_name=retrain_job,
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def decision_file_sensor(context: dg.SensorEvaluationContext, decisions: DecisionsResource, dataset: DatasetResource):
+    def decision_file_sensor(context: dg.SensorEvaluationContext, decisions: DecisionsResource):
         """Reads each decision file in the inbox once: applies the cooldown and weekly limit,
         launches the retrain job when the decision stands, archives the file with the outcome,
         and moves an invalid file to rejected/ with its error."""
+        decisions = decisions.in_scope(dataset.scope)
         policy, run_config, dataset_name = decisions.policy(), decisions.run_config(), dataset.name
         folder = decisions.inbox()
         files = folder.pending()
@@ -57,7 +60,7 @@ def build_decision_sensor(interval_seconds: int, settle_seconds: float = SETTLE_
         taken: list[str] = state["taken"]
         launching: dict[str, dict] = state["launching"]
         now = clock.now()
-        recent = recent_retrains(context.instance)
+        recent = recent_retrains(context.instance, retrain_job)
         # Approved on an earlier tick: does the instance hold their runs yet? Asked once per tick.
         launched = {decision_id: launched_for(context.instance, decision_id) for decision_id in launching}
         # Approved but not launched (the daemon stopped in between): they count for the policy too.
@@ -91,7 +94,7 @@ def build_decision_sensor(interval_seconds: int, settle_seconds: float = SETTLE_
             outcome = {
                 "status": status,
                 "taken_at": now.isoformat(),
-                "taken_by": SENSOR_NAME,
+                "taken_by": sensor_name,
                 "run_key": request.run_key if request else None,
                 "asked": {"retrain": wish.retrain, "reason": wish.reason},
             }

@@ -12,7 +12,7 @@ from retrain_platform.core.monitoring import OK, DriftPolicy, Evidence, retrain_
 from retrain_platform.decisions.folder import DecisionFolder
 from retrain_platform.decisions.resources import DecisionsResource
 from retrain_platform.decisions.runs import recent_retrains
-from retrain_platform.names import TRIGGER_TAG
+from retrain_platform.names import RETRAIN_JOB, TRIGGER_TAG
 from retrain_platform.resources import DatasetResource, RegistryResource
 
 from .resources import MonitoringResource
@@ -59,7 +59,8 @@ def drift_report(
     monitoring: MonitoringResource,
 ):
     """Newest served traffic vs the production model's reference: drift table, proxies, Evidently HTML."""
-    spec = dataset.spec
+    ds = dataset.of(context)
+    spec, monitoring = ds.spec, monitoring.in_scope(ds.scope)
     reg = registry.for_dataset(spec)
     version = reg.production_version()
     if version is None:
@@ -135,7 +136,8 @@ def retraining_decision(
     context: dg.AssetExecutionContext, drift_report: dict, dataset: DatasetResource, decisions: DecisionsResource
 ) -> dg.Output[dict]:
     """A retraining decision (JSON in the decisions inbox) from realised, live and expected performance and drift, with its reason."""
-    spec = dataset.spec
+    ds = dataset.of(context)
+    spec, decisions = ds.spec, decisions.in_scope(ds.scope)
     auc, asked = drift_report.get("realised_auc"), drift_report.get("trigger")
     reason = "; ".join(drift_report.get("reasons") or []) or drift_report["summary"]
     wish = RetrainingDecision(
@@ -144,7 +146,7 @@ def retraining_decision(
         model_version=drift_report["version"], dataset=spec.name, drift_share=drift_report.get("drift_share"),
         source=f"dagster run {context.run.run_id}",
     )  # fmt: skip
-    decision = apply_policy(wish, recent_retrains(context.instance), clock.now(), decisions.policy())
+    decision = apply_policy(wish, recent_retrains(context.instance, ds.job(RETRAIN_JOB)), clock.now(), decisions.policy())
     path = DecisionFolder(Path(decisions.folder)).drop(decision)
     context.log.info(f"retrain={decision.retrain}: {decision.reason}")
     return dg.Output(

@@ -6,21 +6,18 @@ import dagster as dg
 
 from retrain_platform.core.gates import dataset_gates, reevaluation_due
 from retrain_platform.decisions.resources import DecisionsResource
-from retrain_platform.names import CHALLENGER_TAG, REASON_TAG, TRIGGER_TAG
-from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
-from retrain_platform.training.jobs import reevaluate_job
+from retrain_platform.names import CHALLENGER_TAG, REASON_TAG, REEVALUATE_JOB, TRIGGER_TAG
+from retrain_platform.resources import Dataset, LabelledSource, RegistryResource
 
 
-def build_challenger_sensor(interval_seconds: int) -> dg.SensorDefinition:
+def build_challenger_sensor(dataset: Dataset, interval_seconds: int) -> dg.SensorDefinition:
     @dg.sensor(
-        name="challenger_sensor",
+        name=dataset.job("challenger_sensor"),
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        job=reevaluate_job,
+        job_name=dataset.job(REEVALUATE_JOB),
     )
-    def challenger_sensor(
-        dataset: DatasetResource, registry: RegistryResource, source: LabelledSource, decisions: DecisionsResource
-    ):
+    def challenger_sensor(registry: RegistryResource, source: LabelledSource, decisions: DecisionsResource):
         """Compares the waiting challenger's shadow scores with the champion's on the labelled
         traffic both scored, and asks for its evaluation again when that can decide it."""
         reg = registry.for_dataset(dataset.spec)
@@ -28,7 +25,7 @@ def build_challenger_sensor(interval_seconds: int) -> dg.SensorDefinition:
         if challenger is None or champion is None:
             return dg.SkipReason("no challenger waits in shadow")
         gates = dataset_gates(dataset.spec.gates, decisions.gates())  # as the re-evaluation will apply them
-        live = source.live_comparison(champion, challenger)
+        live = source.in_scope(dataset.scope).live_comparison(champion, challenger)
         days = reg.days_since_promotion(champion)
         due = reevaluation_due(live, gates, cooldown_over=days is None or days >= gates.cooldown_days)
         if due is None:

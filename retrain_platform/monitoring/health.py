@@ -11,24 +11,23 @@ from datetime import timedelta
 import dagster as dg
 
 from retrain_platform.core import clock
-from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
+from retrain_platform.resources import Dataset, LabelledSource, RegistryResource
 
 from .resources import MonitoringResource
 
 LABELS_ARRIVE_DAYS = 7  # a day's partition is refreshed while its labels may still be coming in
 
 
-def build_model_health(start_date: str) -> dg.AssetsDefinition:
+def build_model_health(dataset: Dataset, start_date: str) -> dg.AssetsDefinition:
     partitions = dg.DailyPartitionsDefinition(start_date=start_date, end_offset=1, timezone="UTC")
 
-    @dg.asset(group_name="monitoring", kinds={"pandas"}, partitions_def=partitions)
+    @dg.asset(key=dataset.key("model_health"), group_name="monitoring", kinds={"pandas"}, partitions_def=partitions)
     def model_health(
-        context: dg.AssetExecutionContext, dataset: DatasetResource, registry: RegistryResource,
-        monitoring: MonitoringResource,
-    ) -> dg.MaterializeResult:  # fmt: skip
+        context: dg.AssetExecutionContext, registry: RegistryResource, monitoring: MonitoringResource
+    ) -> dg.MaterializeResult:
         """One day of the production model's health: traffic, calibrated drift, expected and realised AUC."""
         start, end = context.partition_time_window
-        spec = dataset.spec
+        spec, monitoring = dataset.spec, monitoring.in_scope(dataset.scope)
         with monitoring.monitor(spec, registry.for_dataset(spec)) as monitor:
             health = monitor.day(start, end, monitoring.window_rows, monitoring.policy())
         if health is None:
@@ -38,13 +37,15 @@ def build_model_health(start_date: str) -> dg.AssetsDefinition:
     return model_health
 
 
-def build_model_health_sensor(model_health: dg.AssetsDefinition, interval_seconds: int) -> dg.SensorDefinition:
-    @dg.sensor(name="model_health_sensor", asset_selection=[model_health], minimum_interval_seconds=interval_seconds,
-               default_status=dg.DefaultSensorStatus.RUNNING)  # fmt: skip
+def build_model_health_sensor(dataset: Dataset, model_health: dg.AssetsDefinition,
+                              interval_seconds: int) -> dg.SensorDefinition:  # fmt: skip
+    @dg.sensor(name=dataset.job("model_health_sensor"), asset_selection=[model_health],
+               minimum_interval_seconds=interval_seconds, default_status=dg.DefaultSensorStatus.RUNNING)  # fmt: skip
     def model_health_sensor(context: dg.SensorEvaluationContext, monitoring: MonitoringResource, source: LabelledSource):
         """Materializes a day's model health once the day is over, and again whenever more of its
         predictions have been labelled, for the days whose labels may still arrive. Each tick also
         keeps the prediction log: the coming days' partitions, and the retention."""
+        monitoring, source = monitoring.in_scope(dataset.scope), source.in_scope(dataset.scope)
         source.keep_log()
         seen: dict[str, list[int]] = json.loads(context.cursor or "{}")
         today = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)

@@ -3,13 +3,16 @@
 import dagster as dg
 
 from retrain_platform.names import MONITOR_JOB
+from retrain_platform.resources import Dataset
 
 from .assets import drift_report, retraining_decision
 
 MONITORING_ASSETS = [drift_report, retraining_decision]
 
-monitor_job = dg.define_asset_job(
-    MONITOR_JOB,
-    selection=dg.AssetSelection.assets(*MONITORING_ASSETS),
-    description="Drift report of the served traffic and the retraining decision it leads to.",
-)
+
+def monitor_job(dataset: Dataset, assets: list[dg.AssetsDefinition]):
+    return dg.define_asset_job(
+        dataset.job(MONITOR_JOB),
+        selection=dg.AssetSelection.assets(*assets),
+        description=f"{dataset.name}: drift report of the served traffic and the retraining decision it leads to.",
+    )

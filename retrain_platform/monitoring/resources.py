@@ -10,6 +10,7 @@ import dagster as dg
 from retrain_platform.core.monitoring import DriftPolicy
 from retrain_platform.datasets import DatasetSpec
 from retrain_platform.registry import ModelRegistry
+from retrain_platform.scopes import scoped_dir, scoped_store_url
 from retrain_platform.store import PredictionStore
 
 from .log import MonitoringLog
@@ -29,6 +30,14 @@ class MonitoringResource(dg.ConfigurableResource):
     false_alarm_rate: float = 0.05  # chance that a check of unchanged traffic flags any column
     min_importance: float = 0.10  # share of the model's importance drifted columns must carry to flag
     drift_retrains_alone: bool = False  # drift that matters asks for a retrain even while the expected AUC holds
+
+    def in_scope(self, scope: str) -> "MonitoringResource":
+        """This resource for another dataset than the default: its own log, cache and reports."""
+        if not scope:
+            return self
+        return self.model_copy(update={"store_url": scoped_store_url(self.store_url, scope),
+                                       "cache_dir": str(scoped_dir(self.cache_dir, scope)),
+                                       "reports_dir": str(scoped_dir(self.reports_dir, scope))})  # fmt: skip
 
     def policy(self, false_alarm_rate: float = 0.0, min_importance: float = 0.0, min_rows: int = 0) -> DriftPolicy:
         """The drift policy, with a run's overrides (0: this resource's value)."""

@@ -7,18 +7,18 @@ import dagster as dg
 
 from retrain_platform.core import clock
 from retrain_platform.core.decisions import RetrainingDecision, RetrainPolicy, apply_policy
-from retrain_platform.core.gates import GateConfig
+from retrain_platform.core.gates import GateConfig, dataset_gates
 from retrain_platform.core.monitoring import retrain_reasons
 from retrain_platform.decisions.resources import DecisionsResource
 from retrain_platform.decisions.runs import recent_retrains
-from retrain_platform.names import REASON_TAG, TRIGGER_TAG
-from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
+from retrain_platform.names import REASON_TAG, RETRAIN_JOB, TRIGGER_TAG
+from retrain_platform.resources import Dataset, LabelledSource, RegistryResource
 
 from .jobs import MONITORING_ASSETS
 from .resources import MonitoringResource
 
 
-def build_drift_sensor(interval_seconds: int) -> dg.SensorDefinition:
+def build_drift_sensor(dataset: Dataset, interval_seconds: int) -> dg.SensorDefinition:
     """Every check is recorded in the monitoring log; a report and a decision are asked for only
     when they can lead somewhere. Not while the retrain policy would refuse a retrain (cooldown,
     weekly limit), not while fewer than the gates' `min_label_coverage` of the last
@@ -31,14 +31,13 @@ def build_drift_sensor(interval_seconds: int) -> dg.SensorDefinition:
     tick. The skip reason says which of these held the sensor back."""
 
     @dg.sensor(
-        name="drift_sensor",
+        name=dataset.job("drift_sensor"),
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        asset_selection=MONITORING_ASSETS,
+        asset_selection=[dataset.key(asset.key.to_user_string()) for asset in MONITORING_ASSETS],
     )
     def drift_sensor(
         context: dg.SensorEvaluationContext,
-        dataset: DatasetResource,
         registry: RegistryResource,
         monitoring: MonitoringResource,
         source: LabelledSource,
@@ -48,6 +47,7 @@ def build_drift_sensor(interval_seconds: int) -> dg.SensorDefinition:
         realised and live performance); when that asks for a retrain, it requests the drift report
         and a retraining decision."""
         spec = dataset.spec
+        monitoring, source, decisions = (r.in_scope(dataset.scope) for r in (monitoring, source, decisions))
         reg = registry.for_dataset(spec)
         version = reg.production_version()
         if version is None:
@@ -78,8 +78,9 @@ def build_drift_sensor(interval_seconds: int) -> dg.SensorDefinition:
                                    "waits in shadow and the challenger sensor promotes it", cursor=json.dumps(state))  # fmt: skip
         now = clock.now()
         held_back = (
-            _held_back(context.instance, decisions.policy(), now, reported, monitoring.repeat_after_hours)
-            or _labels_missing(source, decisions.gates())
+            _held_back(context.instance, dataset.job(RETRAIN_JOB), decisions.policy(), now, reported,
+                       monitoring.repeat_after_hours)
+            or _labels_missing(source, dataset_gates(spec.gates, decisions.gates()))
             or _too_little_new_evidence(source, reg, monitoring.min_new_label_share)
         )
         if held_back:
@@ -109,11 +110,12 @@ def _labels_missing(source: LabelledSource, gates: GateConfig) -> str | None:
     return f"waiting for labels: {coverage:.0%} of the last {days:g} days' predictions are labelled (retrains need {minimum:.0%})"
 
 
-def _held_back(instance, policy: RetrainPolicy, now: datetime, reported: dict, repeat_after_hours: float) -> str | None:
+def _held_back(instance, retrain_job: str, policy: RetrainPolicy, now: datetime, reported: dict,
+               repeat_after_hours: float) -> str | None:  # fmt: skip
     """Why no report and decision are asked for now, or None: a retrain would be refused, or this
     finding was reported a short while ago."""
     wish = RetrainingDecision(decision_date=now, retrain=True, reason="drift sensor", trigger="drift")
-    verdict = apply_policy(wish, recent_retrains(instance), now, policy)
+    verdict = apply_policy(wish, recent_retrains(instance, retrain_job), now, policy)
     if not verdict.retrain:
         return verdict.reason.removeprefix(wish.reason + "; ")
     if reported:

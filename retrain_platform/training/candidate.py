@@ -13,7 +13,7 @@ from retrain_platform.registry.tracking import record_candidate
 from retrain_platform.resources import DatasetResource, RegistryResource
 
 from .metadata import candidates_markdown, metrics_table
-from .resources import MlflowTracking
+from .resources import MlflowTracking, experiment_name
 
 
 class TrainConfig(dg.Config):
@@ -51,11 +51,11 @@ def candidate_model(
     mlflow_tracking: dg.ResourceParam[MlflowTracking],
 ) -> dg.Output[dict]:
     """The best of LightGBM and a logistic model on validation, refit and registered as the challenger."""
-    spec = dataset.spec
+    spec = dataset.of(context).spec
     split = time_split(validated_features, spec, config.validation_fraction, config.holdout_fraction)
     params = config.params()
     window = data_window(validated_features)
-    mlflow = mlflow_tracking.start()
+    mlflow = mlflow_tracking.start(experiment_name(spec.name))
     run = mlflow.active_run()
     try:
         trained = train_candidate(split, spec, params)
@@ -110,10 +110,11 @@ def candidate_model(
 
 @dg.asset(group_name="monitoring", kinds={"pandas", "mlflow"})
 def reference_data(
-    candidate_model: dict, validated_features: pd.DataFrame, dataset: DatasetResource, registry: RegistryResource
-) -> dg.Output[pd.DataFrame]:
+    context: dg.AssetExecutionContext, candidate_model: dict, validated_features: pd.DataFrame,
+    dataset: DatasetResource, registry: RegistryResource,
+) -> dg.Output[pd.DataFrame]:  # fmt: skip
     """What the candidate learned from before its holdout, with its scores: the drift baseline of that version."""
-    spec = dataset.spec
+    spec = dataset.of(context).spec
     split = time_split(validated_features, spec, candidate_model["validation_fraction"], candidate_model["holdout_fraction"])
     reference = reference_rows(split)
     reg = registry.for_dataset(spec)

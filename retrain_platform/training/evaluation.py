@@ -46,7 +46,8 @@ def evaluation_report(
     registry: RegistryResource,
 ):
     """Champion vs challenger on the newest holdout rows, with each gate's value, threshold and verdict."""
-    spec = dataset.spec
+    ds = dataset.of(context)
+    spec, source = ds.spec, source.in_scope(ds.scope)
     gates = dataset_gates(spec.gates, config)
     reg = registry.for_dataset(spec)
     holdout = time_split(validated_features, spec, candidate_model["validation_fraction"], candidate_model["holdout_fraction"]).holdout

@@ -21,8 +21,10 @@ def raw_data(
     context: dg.AssetExecutionContext, config: WindowConfig, dataset: DatasetResource, source: LabelledSource
 ) -> dg.Output[pd.DataFrame]:
     """Recent labelled rows from the source for the configured window."""
-    spec = dataset.spec
-    frame, window = select_window(source.read(spec, config.window_days), spec, config.window_days, config.window_end)
+    ds = dataset.of(context)
+    spec = ds.spec
+    rows = source.in_scope(ds.scope).read(spec, config.window_days)
+    frame, window = select_window(rows, spec, config.window_days, config.window_end)
     window.store_on(frame)
     positives = pd.to_numeric(frame[spec.target], errors="coerce").mean() if len(frame) else float("nan")
     return dg.Output(
@@ -38,9 +40,9 @@ def raw_data(
 
 
 @dg.asset(group_name="features", kinds={"pandas", "pandera"}, check_specs=FEATURE_CHECK_SPECS)
-def validated_features(raw_data: pd.DataFrame, dataset: DatasetResource):
+def validated_features(context: dg.AssetExecutionContext, raw_data: pd.DataFrame, dataset: DatasetResource):
     """The spec's columns in time order; blocking Pandera checks guard everything downstream."""
-    spec = dataset.spec
+    spec = dataset.of(context).spec
     try:
         frame = build_features(raw_data, spec)
     except ValueError as err:

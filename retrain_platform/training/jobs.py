@@ -3,7 +3,8 @@
 import dagster as dg
 
 from retrain_platform.core.gates import GateConfig
-from retrain_platform.names import EVALUATION_ASSET, PROMOTION_TAGS, REEVALUATE_JOB, RETRAIN_JOB
+from retrain_platform.names import EVALUATION_ASSET, PRODUCTION_ASSET, PROMOTION_TAGS, REEVALUATE_JOB, RETRAIN_JOB
+from retrain_platform.resources import Dataset
 
 from .candidate import candidate_model, reference_data
 from .evaluation import evaluation_report
@@ -12,21 +13,27 @@ from .promotion import production_model
 
 RETRAIN_ASSETS = [raw_data, validated_features, candidate_model, reference_data, evaluation_report, production_model]
 
-retrain_job = dg.define_asset_job(
-    RETRAIN_JOB,
-    selection=dg.AssetSelection.assets(*RETRAIN_ASSETS),
-    description="Ingest, validate, train, evaluate and promote if every gate passes.",
-    tags=PROMOTION_TAGS,
-)
 
-# The newest candidate, stored by its retrain, evaluated again with the live evidence gathered
-# since: a challenger that waited in shadow is promoted or rejected without training again.
-reevaluate_job = dg.define_asset_job(
-    REEVALUATE_JOB,
-    selection=dg.AssetSelection.assets(evaluation_report, production_model),
-    description="Evaluate the waiting challenger again, now with its live evidence; promote it if every gate passes.",
-    tags=PROMOTION_TAGS,
-)
+def training_jobs(dataset: Dataset, assets: list[dg.AssetsDefinition]) -> list:
+    """The retrain job on a dataset's own training assets, and the re-evaluation of its waiting challenger."""
+    keys = [dataset.key(EVALUATION_ASSET), dataset.key(PRODUCTION_ASSET)]
+    return [
+        dg.define_asset_job(
+            dataset.job(RETRAIN_JOB),
+            selection=dg.AssetSelection.assets(*assets),
+            description=f"{dataset.name}: ingest, validate, train, evaluate and promote if every gate passes.",
+            tags=PROMOTION_TAGS,
+        ),
+        # The newest candidate, stored by its retrain, evaluated again with the live evidence gathered
+        # since: a challenger that waited in shadow is promoted or rejected without training again.
+        dg.define_asset_job(
+            dataset.job(REEVALUATE_JOB),
+            selection=dg.AssetSelection.assets(*keys),
+            description=f"{dataset.name}: evaluate the waiting challenger again, now with its live evidence; "
+            "promote it if every gate passes.",
+            tags=PROMOTION_TAGS,
+        ),
+    ]
 
 
 def reevaluate_run_config(gates: GateConfig | None = None) -> dict:

@@ -6,7 +6,7 @@ import dagster as dg
 
 from retrain_platform.names import PRODUCTION_ASSET, PROMOTION_POOL, PROMOTION_TAGS, ROLLBACK_JOB
 from retrain_platform.registry import PRODUCTION
-from retrain_platform.resources import DatasetResource, RegistryResource
+from retrain_platform.resources import Dataset, DatasetResource, RegistryResource
 
 
 
@@ -24,7 +24,7 @@ def production_model(
     if not evaluation_report["passed"]:
         # The blocking gates check normally stops the run before this; never promote regardless.
         raise dg.Failure(f"challenger rejected by gates: {', '.join(evaluation_report['failed_gates'])}")
-    spec = dataset.spec
+    spec = dataset.of(context).spec
     version = evaluation_report["challenger_version"]
     verdicts = {g["name"]: g["verdict"] for g in evaluation_report["gates"]}
     previous = registry.for_dataset(spec).promote(
@@ -49,23 +49,23 @@ class RollbackConfig(dg.Config):
     to_version: str = ""  # empty: the version the current production replaced
 
 
-@dg.op(out={}, pool=PROMOTION_POOL)
-def rollback_production(
-    context: dg.OpExecutionContext, config: RollbackConfig, dataset: DatasetResource, registry: RegistryResource
-):
-    """Put the previous production version back in one step."""
-    spec = dataset.spec
-    rolled_back, restored = registry.for_dataset(spec).rollback(config.to_version or None)
-    context.log.info(f"production alias moved back from version {rolled_back} to {restored}")
-    yield dg.AssetMaterialization(
-        dg.AssetKey(PRODUCTION_ASSET),
-        description=f"rollback from version {rolled_back}",
-        metadata={"version": restored, "rolled_back_version": rolled_back, "action": "rollback",
-                  "model_version": dg.MetadataValue.url(registry.version_url(spec.model_name, restored))},
-    )  # fmt: skip
+def build_rollback_job(dataset: Dataset) -> dg.JobDefinition:
+    @dg.op(name=dataset.job("rollback_production"), out={}, pool=PROMOTION_POOL)
+    def rollback_production(context: dg.OpExecutionContext, config: RollbackConfig, registry: RegistryResource):
+        """Put the previous production version back in one step."""
+        spec = dataset.spec
+        rolled_back, restored = registry.for_dataset(spec).rollback(config.to_version or None)
+        context.log.info(f"production alias moved back from version {rolled_back} to {restored}")
+        yield dg.AssetMaterialization(
+            dataset.key(PRODUCTION_ASSET),
+            description=f"rollback from version {rolled_back}",
+            metadata={"version": restored, "rolled_back_version": rolled_back, "action": "rollback",
+                      "model_version": dg.MetadataValue.url(registry.version_url(spec.model_name, restored))},
+        )  # fmt: skip
 
+    @dg.job(name=dataset.job(ROLLBACK_JOB), tags=PROMOTION_TAGS)
+    def rollback_job():
+        """Move the production alias back to the version it replaced."""
+        rollback_production()
 
-@dg.job(name=ROLLBACK_JOB, tags=PROMOTION_TAGS)
-def rollback_job():
-    """Move the production alias back to the version it replaced."""
-    rollback_production()
+    return rollback_job
