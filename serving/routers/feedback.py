@@ -1,5 +1,7 @@
 """POST /feedback: the true outcome of a logged prediction, written once."""
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, HTTPException
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -10,9 +12,9 @@ from ..context import Serving
 from ..schemas import AUTH_ERRORS, UNREADABLE_BODY, Feedback, FeedbackAck
 
 
-def add_feedback_routes(router: APIRouter, serving: Serving) -> None:
+def add_feedback_routes(router: APIRouter, serving: Serving, prefix: str = "", tags: Sequence[str] = ("predictions",)) -> None:
     @router.post(
-        "/feedback", response_model=FeedbackAck, status_code=201, tags=["predictions"],
+        f"{prefix}/feedback", response_model=FeedbackAck, status_code=201, tags=list(tags),
         summary="Record the true outcome of a prediction", dependencies=[LABELLER],
         description="Labels are written once: an unknown prediction id is **404**, a second label for the "
         f"same id is **409**. Bearer token: {ADMIN_TOKEN_ENV} (or {FEEDBACK_TOKEN_ENV} when set).",

@@ -1,6 +1,7 @@
 """For operators and load balancers: health, the model being served, and a registry check on demand."""
 
 import asyncio
+from collections.abc import Sequence
 
 from fastapi import APIRouter, HTTPException, Response
 
@@ -9,8 +10,32 @@ from ..context import Serving
 from ..schemas import AUTH_ERRORS, Health, ModelInfo, Reloaded, StoreHealth
 
 
+def add_model_info_route(router: APIRouter, serving: Serving, prefix: str = "", tags: Sequence[str] = ("operations",)) -> None:
+    spec = serving.spec
+
+    @router.get(f"{prefix}/model-info", response_model=ModelInfo, tags=list(tags), summary="The model being served",
+                responses={503: {"description": "no model loaded yet"}})  # fmt: skip
+    def model_info() -> ModelInfo:
+        served = serving.served_model()
+        card = served.card
+        return ModelInfo(
+            model_name=spec.model_name,
+            model_uri=f"models:/{spec.model_name}/{card.version}",
+            version=card.version,
+            loaded_at=served.loaded_at,
+            decision_threshold=served.champion.threshold,
+            data_window=card.tags.get("data_window"),
+            promoted_at=card.tags.get("promoted_at"),
+            dagster_run_id=card.tags.get("dagster_run_id"),
+            mlflow_run_id=card.run_id,
+            metrics=card.metrics,
+            tags=card.tags,
+            challenger_version=served.challenger_version,
+        )
+
+
 def add_operations_routes(router: APIRouter, serving: Serving) -> None:
-    holder, spec = serving.holder, serving.spec
+    holder = serving.holder
 
     @router.get(
         "/health", response_model=Health, tags=["operations"], summary="Liveness and readiness",
@@ -32,24 +57,7 @@ def add_operations_routes(router: APIRouter, serving: Serving) -> None:
     def live() -> dict:
         return {"status": "alive"}
 
-    @router.get("/model-info", response_model=ModelInfo, tags=["operations"], summary="The model being served")
-    def model_info() -> ModelInfo:
-        served = serving.served_model()
-        card = served.card
-        return ModelInfo(
-            model_name=spec.model_name,
-            model_uri=f"models:/{spec.model_name}/{card.version}",
-            version=card.version,
-            loaded_at=served.loaded_at,
-            decision_threshold=served.champion.threshold,
-            data_window=card.tags.get("data_window"),
-            promoted_at=card.tags.get("promoted_at"),
-            dagster_run_id=card.tags.get("dagster_run_id"),
-            mlflow_run_id=card.run_id,
-            metrics=card.metrics,
-            tags=card.tags,
-            challenger_version=served.challenger_version,
-        )
+    add_model_info_route(router, serving)
 
     @router.post(
         "/admin/reload", response_model=Reloaded, tags=["operations"], dependencies=[ADMIN],

@@ -66,7 +66,7 @@ def explanations(served: Served, rows: list[dict]) -> list[dict]:
             for bias, contributions in zip(explained.bias, explained.features.to_dict("records"), strict=True)]  # fmt: skip
 
 
-def add_prediction_routes(router: APIRouter, serving: Serving) -> None:
+def add_prediction_routes(router: APIRouter, serving: Serving, prefix: str = "", tags: Sequence[str] = ("predictions",)) -> None:
     schemas, served_model = serving.schemas, serving.served_model
     max_rows, max_bytes = serving.settings.serving_max_batch_rows, serving.settings.serving_max_body_bytes
     # Off: predictions are still answered with an id, but not logged (so they cannot be labelled).
@@ -81,7 +81,7 @@ def add_prediction_routes(router: APIRouter, serving: Serving) -> None:
         serving.store.record_rows(rows, served.challenger)
 
     @router.post(
-        "/predict", response_model=Prediction, tags=["predictions"], summary="Score one row",
+        f"{prefix}/predict", response_model=Prediction, tags=list(tags), summary="Score one row",
         description=VALIDATION_RULES, openapi_extra=documented(RequestSchemas.reference(schemas.row_name)),
         responses={**INVALID_BODY, 413: {"description": "body too large"}, 503: {"description": "no model loaded yet"}},
     )  # fmt: skip
@@ -120,7 +120,7 @@ def add_prediction_routes(router: APIRouter, serving: Serving) -> None:
                               "predictions": predictions}, served.version)  # fmt: skip
 
     @router.post(
-        "/predict/batch", response_model=BatchPrediction, tags=["predictions"], summary="Score many rows",
+        f"{prefix}/predict/batch", response_model=BatchPrediction, tags=list(tags), summary="Score many rows",
         description=f"`rows` holds 1 to {max_rows} rows; a longer batch is answered **413** "
         f"(so is a body over {max_bytes} bytes). Each row gets its own prediction id. "
         + VALIDATION_RULES,

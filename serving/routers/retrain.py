@@ -21,19 +21,21 @@ from ..schemas import AUTH_ERRORS, ModelHealthSummary, RetrainLaunched, RetrainS
 TAGS = ["retraining"]
 
 
-def add_retrain_routes(router: APIRouter, serving: Serving) -> None:
+def add_retrain_routes(router: APIRouter, serving: Serving, prefix: str = "") -> None:
+    """`prefix`: /models/{name} for a dataset's own page; its routes' names carry it for `url_for`."""
     settings, model_name = serving.settings, serving.spec.model_name
     dagster = DagsterClient(settings.dagster_url, settings.dagster_location, settings.dagster_repository)
-    job = settings.dagster_retrain_job
+    job = serving.retrain_job
 
     def health() -> ModelHealthSummary:
         current = serving.holder.served
-        return read_health(settings.store_url, settings.decisions_dir / "archive", model_name,
+        return read_health(serving.store_url, serving.decisions_dir / "archive", model_name,
                            current.version if current else None)  # fmt: skip
 
     # Plain `def` handlers: FastAPI runs them in its threadpool, so the log's query and the archive's
     # file reads never block the event loop that answers predictions.
-    @router.get("/retrain", response_class=HTMLResponse, tags=TAGS, summary="A page with one Retrain button")
+    @router.get(f"{prefix}/retrain", response_class=HTMLResponse, tags=TAGS, summary="A page with one Retrain button",
+                name=f"{prefix}retrain_page")  # fmt: skip
     def retrain_page(request: Request) -> HTMLResponse:
         summary = health()
         page = render_retrain_page(
@@ -41,14 +43,14 @@ def add_retrain_routes(router: APIRouter, serving: Serving) -> None:
             summary.model_version,
             job,
             token_env=None if configured_tokens(ADMIN_TOKEN_ENV) else ADMIN_TOKEN_ENV,
-            launch_url=request.url_for("retrain").path,
-            status_url=request.url_for("retrain_status", run_id="RUN_ID").path,
-            health=render_health(summary, request.url_for("retrain_health").path),
+            launch_url=request.url_for(f"{prefix}retrain").path,
+            status_url=request.url_for(f"{prefix}retrain_status", run_id="RUN_ID").path,
+            health=render_health(summary, request.url_for(f"{prefix}retrain_health").path),
         )
         return HTMLResponse(page)
 
     @router.get(
-        "/retrain/health", response_model=ModelHealthSummary, tags=TAGS,
+        f"{prefix}/retrain/health", response_model=ModelHealthSummary, tags=TAGS, name=f"{prefix}retrain_health",
         summary="The model's health: AUC per day, the last drift alarms, the last retraining decisions",
         description="What the Retrain page shows, as JSON. From the monitoring log: each day's newest drift check "
         "(realised AUC once labels arrive, the estimate from calibrated scores with its interval, the promised AUC "
@@ -61,7 +63,8 @@ def add_retrain_routes(router: APIRouter, serving: Serving) -> None:
         return health()
 
     @router.post(
-        "/retrain", response_model=RetrainLaunched, status_code=202, tags=TAGS, dependencies=[ADMIN],
+        f"{prefix}/retrain", response_model=RetrainLaunched, status_code=202, tags=TAGS, dependencies=[ADMIN],
+        name=f"{prefix}retrain",
         summary=f"Launch the Dagster job `{job}`",
         description="Launches the job through Dagster's GraphQL API and returns at once with the run id and "
         "its Dagster UI link; follow it with GET /retrain/status/{run_id}. The job promotes the new model "
@@ -79,7 +82,8 @@ def add_retrain_routes(router: APIRouter, serving: Serving) -> None:
         return RetrainLaunched(run_id=run_id, status=status, dagster_run_url=dagster.run_url(run_id))
 
     @router.get(
-        "/retrain/status/{run_id}", response_model=RetrainStatus, tags=TAGS, dependencies=[ADMIN],
+        f"{prefix}/retrain/status/{{run_id}}", response_model=RetrainStatus, tags=TAGS, dependencies=[ADMIN],
+        name=f"{prefix}retrain_status",
         summary="Status of a Dagster run, and once it has finished, what it did",
         description="While the run goes on, `outcome` is `running`; once it has finished, its events say "
         "whether it promoted a new model (`promoted_version`), had the candidate rejected by the gates "
