@@ -69,16 +69,16 @@ class LabelledSource(dg.ConfigurableResource):
     log_window_days: int = 0  # 0: every labelled prediction the log keeps
     log_retention_days: int = 0
 
-    def in_scope(self, scope: str) -> "LabelledSource":
-        """This source for another dataset than the default: its own prediction log, and its own
-        data as history (`history_path` and `history_until` are the default dataset's)."""
-        if not scope:
-            return self
-        return self.model_copy(update={
-            "history_path": "", "history_until": "",
-            "store_url": scoped_store_url(self.store_url, scope) if self.store_url else "",
-            "prediction_log_url": scoped_store_url(self.prediction_log_url, scope) if self.prediction_log_url else "",
-        })  # fmt: skip
+    def of(self, dataset: Dataset) -> "LabelledSource":
+        """This source for a dataset: its own prediction log, learnt from when the deployment or the
+        dataset's YAML (`data.prediction_log`) says so; another dataset than the default also has
+        its own data as history (`history_path` and `history_until` are the default's)."""
+        log_url = scoped_store_url(self.prediction_log_url, dataset.scope) if self.prediction_log_url else ""
+        learns = bool(self.store_url) or dataset.spec.learns_from_log
+        update = {"store_url": log_url if learns else "", "prediction_log_url": log_url}
+        if dataset.scope:
+            update |= {"history_path": "", "history_until": ""}
+        return self.model_copy(update=update)
 
     def _store(self) -> PredictionStore | None:
         return PredictionStore(self.store_url) if self.store_url else None

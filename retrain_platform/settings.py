@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from retrain_platform.core.gates import GateConfig
+from retrain_platform.scopes import scoped_dir
 
 PREFIX = "RETRAIN_"
 
@@ -143,7 +144,9 @@ class Settings(BaseModel):
         return self.home_dir / "alerts.jsonl"
 
     def folders(self) -> list[Path]:
-        """Every folder the platform reads or writes under its home, to be created at start."""
+        """Every folder the platform reads or writes under its home, to be created at start: each
+        dataset's decisions inbox among them, where people drop their decisions."""
+        decisions = [scoped_dir(self.decisions_dir, self.scope(name)) for name in self.dataset_names()]
         return [self.dagster_home, self.io_storage_dir, self.reports_dir, self.cache_dir,
                 self.home_dir / "mlflow" / "artifacts",
-                *(self.decisions_dir / name for name in ("inbox", "archive", "rejected"))]  # fmt: skip
+                *(folder / name for folder in decisions for name in ("inbox", "archive", "rejected"))]  # fmt: skip

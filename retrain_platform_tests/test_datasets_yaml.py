@@ -241,3 +241,20 @@ def test_digits_trains_through_the_graph(tmp_path, instance, monkeypatch):
     rows = spec.load()
     eights, others = rows[rows[spec.target] == 1].head(20), rows[rows[spec.target] == 0].head(20)
     assert predictor.score_rows(eights.to_dict("records")).mean() > predictor.score_rows(others.to_dict("records")).mean()
+
+
+def test_a_dataset_yaml_can_make_its_retrains_learn_its_prediction_log(tmp_path, monkeypatch):
+    from retrain_platform.resources import Dataset, LabelledSource
+
+    text = (SHIPPED_FOLDER / "breast_cancer.yaml").read_text()
+    (tmp_path / "breast_cancer.yaml").write_text(text.replace("\ndata:\n", "\ndata:\n  prediction_log: true\n", 1))
+    shutil.copy(SHIPPED_FOLDER / "digits.yaml", tmp_path)
+    monkeypatch.setenv(FOLDER_VARIABLE, str(tmp_path))
+    assert get_spec("breast_cancer").learns_from_log and not get_spec("digits").learns_from_log
+    # A deployment whose retrains do not learn the log (RETRAIN_TRAIN_ON_PREDICTION_LOG off):
+    source = LabelledSource(prediction_log_url="sqlite:////srv/predictions.db", history_path="/srv/flights.parquet")
+    assert source.of(Dataset("breast_cancer")).store_url == "sqlite:////srv/predictions.db"
+    scoped = source.of(Dataset("breast_cancer", "breast_cancer"))  # not the default: its own log and data
+    assert scoped.store_url == scoped.prediction_log_url == "sqlite:////srv/datasets/breast_cancer/predictions.db"
+    assert scoped.history_path == ""
+    assert source.of(Dataset("digits", "digits")).store_url == ""

@@ -80,6 +80,7 @@ def to_spec(spec_file: DatasetFile, folder: Path) -> DatasetSpec:
         recall_floor=spec_file.recall_floor,
         min_rows=spec_file.min_rows,
         gates=spec_file.gates,
+        learns_from_log=spec_file.data.prediction_log,
     )
 
 

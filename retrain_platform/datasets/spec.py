@@ -52,6 +52,7 @@ class DatasetSpec:
     recall_floor: float = 0.0
     min_rows: int = 1_000
     gates: GateConfig = field(default_factory=GateConfig)  # this dataset's promotion gate settings
+    learns_from_log: bool = False  # its retrains also learn its labelled prediction log (YAML data.prediction_log)
 
     @property
     def model_name(self) -> str:

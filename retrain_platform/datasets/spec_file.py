@@ -72,6 +72,9 @@ class DataSource(_Entry):
     header: StrictBool = True  # CSV: the first line names the columns
     columns: list[ColumnName] | None = None  # CSV: the column names, replacing the header line if any
     separator: Annotated[StrictStr, Field(min_length=1, max_length=1)] = ","
+    # The dataset's labelled prediction log is a source too: its retrains learn the rows it served
+    # and got labels for, beside the file's (RETRAIN_TRAIN_ON_PREDICTION_LOG does so for every dataset).
+    prediction_log: StrictBool = False
 
     @model_validator(mode="after")
     def _one_origin(self) -> DataSource:

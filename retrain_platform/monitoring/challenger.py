@@ -25,7 +25,7 @@ def build_challenger_sensor(dataset: Dataset, interval_seconds: int) -> dg.Senso
         if challenger is None or champion is None:
             return dg.SkipReason("no challenger waits in shadow")
         gates = dataset_gates(dataset.spec.gates, decisions.gates())  # as the re-evaluation will apply them
-        live = source.in_scope(dataset.scope).live_comparison(champion, challenger)
+        live = source.of(dataset).live_comparison(champion, challenger)
         days = reg.days_since_promotion(champion)
         due = reevaluation_due(live, gates, cooldown_over=days is None or days >= gates.cooldown_days)
         if due is None:

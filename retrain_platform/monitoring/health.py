@@ -45,7 +45,7 @@ def build_model_health_sensor(dataset: Dataset, model_health: dg.AssetsDefinitio
         """Materializes a day's model health once the day is over, and again whenever more of its
         predictions have been labelled, for the days whose labels may still arrive. Each tick also
         keeps the prediction log: the coming days' partitions, and the retention."""
-        monitoring, source = monitoring.in_scope(dataset.scope), source.in_scope(dataset.scope)
+        monitoring, source = monitoring.in_scope(dataset.scope), source.of(dataset)
         source.keep_log()
         seen: dict[str, list[int]] = json.loads(context.cursor or "{}")
         today = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)

@@ -47,7 +47,8 @@ def build_drift_sensor(dataset: Dataset, interval_seconds: int) -> dg.SensorDefi
         realised and live performance); when that asks for a retrain, it requests the drift report
         and a retraining decision."""
         spec = dataset.spec
-        monitoring, source, decisions = (r.in_scope(dataset.scope) for r in (monitoring, source, decisions))
+        monitoring, decisions = monitoring.in_scope(dataset.scope), decisions.in_scope(dataset.scope)
+        source = source.of(dataset)
         reg = registry.for_dataset(spec)
         version = reg.production_version()
         if version is None:

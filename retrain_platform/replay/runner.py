@@ -50,7 +50,8 @@ class ReplayConfig:
 def replay_settings(home: Path, config: ReplayConfig, serving_port: int) -> Settings:
     # The sensors tick when the replay asks (rounds.py); 1 s is the least interval Dagster keeps.
     return Settings(
-        home=home, dataset=config.dataset, history_until=config.start, train_on_prediction_log=True,
+        home=home, dataset=config.dataset, datasets=config.dataset,  # the replayed dataset alone
+        history_until=config.start, train_on_prediction_log=True,
         drift_sensor_seconds=1, decision_sensor_seconds=1,
         drift_min_new_predictions=config.min_new_predictions, retrain_window_days=config.window_days,
         retrain_cooldown_hours=config.cooldown_hours, retrain_min_new_label_share=config.min_new_label_share,

@@ -47,7 +47,7 @@ def evaluation_report(
 ):
     """Champion vs challenger on the newest holdout rows, with each gate's value, threshold and verdict."""
     ds = dataset.of(context)
-    spec, source = ds.spec, source.in_scope(ds.scope)
+    spec, source = ds.spec, source.of(ds)
     gates = dataset_gates(spec.gates, config)
     reg = registry.for_dataset(spec)
     holdout = time_split(validated_features, spec, candidate_model["validation_fraction"], candidate_model["holdout_fraction"]).holdout

@@ -23,7 +23,7 @@ def raw_data(
     """Recent labelled rows from the source for the configured window."""
     ds = dataset.of(context)
     spec = ds.spec
-    rows = source.in_scope(ds.scope).read(spec, config.window_days)
+    rows = source.of(ds).read(spec, config.window_days)
     frame, window = select_window(rows, spec, config.window_days, config.window_end)
     window.store_on(frame)
     positives = pd.to_numeric(frame[spec.target], errors="coerce").mean() if len(frame) else float("nan")
