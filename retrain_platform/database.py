@@ -87,10 +87,14 @@ def create_store_engine(url: str, durable_commits: bool = False) -> Engine:
 
 
 def _create_schema(engine: Engine, schema: str, attempts: int = 5) -> None:
+    """The schema, unless it exists: looked up first, since CREATE SCHEMA IF NOT EXISTS needs the right
+    to create in the database even when the schema is there (a deployment may make it for its user)."""
     quoted = engine.dialect.identifier_preparer.quote_identifier(schema)
     for attempt in range(attempts):
         try:
             with engine.begin() as conn:
+                if conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :schema"), {"schema": schema}).first():
+                    return
                 conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
             return
         except sa.exc.IntegrityError:  # two processes created it at once: the loser's IF NOT EXISTS raced

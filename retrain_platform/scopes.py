@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 SEPARATOR = "__"  # job, sensor and schedule names allow letters, digits and "_" only
+SEARCH_PATH = "-csearch_path="  # libpq's option that puts a connection's tables in a schema
 
 
 def scoped_name(name: str, scope: str) -> str:
@@ -29,7 +30,8 @@ def scoped_dir(folder: str | Path, scope: str) -> Path:
 
 def scoped_store_url(url: str, scope: str) -> str:
     """The log of a scope: SQLite, the same file name in `datasets/<scope>/` beside the default's;
-    PostgreSQL, the same database with the scope as its schema (created on first use)."""
+    PostgreSQL, the same database with the scope as its schema (created on first use; `base__scope`
+    when the URL already puts its tables in a schema `base`)."""
     if not scope:
         return url
     parsed = make_url(url)
@@ -38,12 +40,15 @@ def scoped_store_url(url: str, scope: str) -> str:
             return url  # an in-memory log is the process's own anyway
         path = Path(parsed.database)
         return parsed.set(database=str(path.parent / "datasets" / scope / path.name)).render_as_string(hide_password=False)
-    options = " ".join(filter(None, [parsed.query.get("options", ""), f"-csearch_path={scope}"]))
-    return parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    base = search_path_schema(url)  # a URL that names a schema: the dataset's is beside it, named after both
+    schema = f"{base}{SEPARATOR}{scope}" if base else scope
+    kept = [part for part in str(parsed.query.get("options", "")).split() if not part.startswith(SEARCH_PATH)]
+    return parsed.update_query_dict({"options": " ".join([*kept, SEARCH_PATH + schema])}).render_as_string(
+        hide_password=False)
 
 
 def search_path_schema(url: str) -> str | None:
     """The schema a PostgreSQL URL of `scoped_store_url` puts its tables in, or None."""
     options = make_url(url).query.get("options", "")
-    paths = [part.removeprefix("-csearch_path=") for part in str(options).split() if part.startswith("-csearch_path=")]
+    paths = [part.removeprefix(SEARCH_PATH) for part in str(options).split() if part.startswith(SEARCH_PATH)]
     return paths[-1] if paths else None

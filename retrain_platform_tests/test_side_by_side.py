@@ -1,12 +1,15 @@
 """Several datasets in one deployment: their own assets, jobs, sensors, models, folders and logs in
 one Dagster code location, and one serving process answering for each under /models/{name}/."""
 
+import contextlib
 import time
+from datetime import UTC, datetime
 
 import dagster as dg
 import httpx
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from retrain_platform.core import clock
 from retrain_platform.core.decisions import RetrainingDecision
@@ -14,7 +17,7 @@ from retrain_platform.datasets import get_spec
 from retrain_platform.decisions.folder import DecisionFolder
 from retrain_platform.definitions import build_definitions
 from retrain_platform.registry import ModelRegistry
-from retrain_platform.scopes import scoped_store_url
+from retrain_platform.scopes import scoped_store_url, search_path_schema
 from retrain_platform.store import PredictionStore
 from serving.app import create_app
 
@@ -133,3 +136,30 @@ def test_one_serving_process_serves_each_dataset_and_swaps_each_model_alone(depl
             store.close()
         assert len(logged) == expected, (scope, logged)
     assert isinstance(logged, pd.DataFrame)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_each_dataset_s_log_is_its_own_on_either_database(backend, request, tmp_path):
+    from .serving_fixtures import postgres_store_url
+
+    base = f"sqlite:///{tmp_path / 'predictions.db'}"
+    with (postgres_store_url(request.getfixturevalue("postgres_url")) if backend == "postgres"
+          else contextlib.nullcontext(base)) as url:  # fmt: skip
+        stores = {scope: PredictionStore(scoped_store_url(url, scope), batch_size=100, flush_interval=60)
+                  for scope in ("", "digits")}  # fmt: skip
+        try:
+            for scope, store in stores.items():
+                store.record({"prediction_id": f"{scope or 'default'}-1", "created_at": datetime.now(UTC),
+                              "model_version": "1", "features": {"x": 1}, "score": 0.5, "predicted_label": 1})  # fmt: skip
+                assert store.flush() == 1
+            for scope, store in stores.items():
+                assert store.latest_predictions(10)["prediction_id"].tolist() == [f"{scope or 'default'}-1"]
+            assert stores["digits"].add_label("digits-1", 1).model_version == "1"
+        finally:
+            for store in stores.values():
+                store.close()
+        if backend == "postgres":  # the dataset's schema sits beside the test's own; dropped with it here
+            schema = search_path_schema(scoped_store_url(url, "digits"))
+            assert schema.endswith("__digits")
+            with sa.create_engine(url).begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
