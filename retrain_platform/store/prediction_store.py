@@ -115,11 +115,10 @@ class PredictionStore:
         try:
             return self._add_label(prediction_id, int(label), labelled_at)
         except UnknownPrediction:
-            # The label may have come before its prediction was shipped, by this process or by
-            # another that shares the log's folder: ship that row now (shipping twice stores once).
+            # Its prediction not shipped yet (by this process or one sharing the folder): ship it now, stored once.
             if self._log_dir is None or not (line := find_line(self._log_dir, prediction_id)):
                 raise
-            self.writer.insert([line])
+            self.writer.store([orjson.loads(line)])
             return self._add_label(prediction_id, int(label), labelled_at)
 
     def _add_label(self, prediction_id: str, label: int, labelled_at: datetime) -> LabelRecord:
@@ -160,17 +159,16 @@ class PredictionStore:
     def latest_predictions(self, limit: int, model_version: str | None = None, labelled: bool = False) -> pd.DataFrame:
         """The newest `limit` predictions (of one model version, if given; only labelled ones,
         with `label` and `labelled_at`, if asked), oldest first."""
-        # The oldest time among them is found first in one (version, time) index, the labels' for labelled
-        # ones (however sparse labels are); bounded by it, the read touches only those days' partitions.
+        # Their oldest and newest times come first from one (version, time) index, the labels' for labelled
+        # ones; bounded by both on both tables, the read touches that span's rows, not all those after it.
         table = labels if labelled else predictions
-        times = sa.select(table.c.created_at).order_by(table.c.created_at.desc()).limit(limit)
-        times = times if model_version is None else times.where(table.c.model_version == model_version)
-        since = sa.select(sa.func.min(times.subquery().c.created_at)).scalar_subquery()
+        of_version = lambda side: [] if model_version is None else [side.c.model_version == model_version]  # noqa: E731
+        times = sa.select(table.c.created_at).where(*of_version(table)).order_by(table.c.created_at.desc()).limit(limit)
+        since, until = (sa.select(f(times.subquery().c.created_at)).scalar_subquery() for f in (sa.func.min, sa.func.max))
         query = sa.select(predictions, *LABEL_FIELDS).join(labels, LABELLED) if labelled else sa.select(predictions)
-        query = query.where(predictions.c.created_at >= since, table.c.created_at >= since)
+        for side in {predictions, table}:  # a label carries its prediction's time and version
+            query = query.where(side.c.created_at.between(since, until), *of_version(side))
         columns = [*PREDICTION_COLUMNS, "label", "labelled_at"] if labelled else PREDICTION_COLUMNS
-        if model_version is not None:
-            query = query.where(table.c.model_version == model_version)
         newest = query.order_by(table.c.created_at.desc(), predictions.c.prediction_id.desc()).limit(limit)  # ties: by id
         return self._frame(newest, columns).iloc[::-1].reset_index(drop=True)
 

@@ -24,6 +24,7 @@ class Segment:
     path: Path
     fd: int  # holds the segment's lock until `discard`
     rows: int  # -1: an orphan's, counted when shipped
+    requests: list[list[dict]] | None = None  # as appended (JSON values, as in the file); an orphan's: read to ship
 
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):  # an orphan that another process shipped too
@@ -47,17 +48,18 @@ class SegmentLog:
         fd = os.open(opening, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.rename(opening, path := opening.with_suffix(SUFFIX))  # a segment once locked: never an orphan
-        return Segment(path, fd, 0)
+        return Segment(path, fd, 0, [])
 
-    def append(self, lines: bytes, rows: int) -> int:
-        """Append complete lines holding `rows` rows; returns the rows in the open segment now."""
+    def append(self, lines: bytes, requests: list[list[dict]]) -> int:
+        """Append complete lines, those of `requests`; returns the rows in the open segment now."""
         with self._lock:
             segment, written = self.current, os.write(self.current.fd, lines)
             while written < len(lines):  # a short write (rare): the rest, not a second copy of the whole
                 written += os.write(segment.fd, lines[written:])
             if self.sync == "always":
                 os.fdatasync(segment.fd)
-            segment.rows += rows
+            segment.requests += requests
+            segment.rows += sum(map(len, requests))
             return segment.rows
 
     def seal(self) -> Segment | None:
