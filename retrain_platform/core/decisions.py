@@ -190,3 +190,47 @@ def apply_policy(wish: RetrainingDecision, recent_retrains: list[datetime], now:
                            f"was {hours:.1f} h ago (< {policy.cooldown_hours:g} h)")  # fmt: skip
         reason += f"; forced past the cooldown (the last retrain was {hours:.1f} h ago)"
     return replace(wish, reason=reason + RETRAINING)
+
+
+@dataclass(frozen=True)
+class RetrainTiming:
+    """When a model has aged enough that a retrain is worth its cost, in what the platform knows at
+    the time: the labels logged since the newest model was trained and that model's training window.
+
+    - `min_new_label_share`: a finding (drift, performance) launches a retrain only once the labels
+      that arrived since the model reach this share of the rows a retrain would learn from (0: at
+      once). Measured against the retrain's window (RETRAIN_RETRAIN_WINDOW_DAYS), not all history:
+      against a growing all-history count the same share asks for ever rarer retrains.
+    - `max_model_age_days`: a retrain is due, finding or not, once the newest labelled day is this
+      many days past the model's newest training row (None: never on age alone). The floor on the
+      cadence when monitoring has nothing to say, as it has on a world that drifts slowly.
+    """
+
+    min_new_label_share: float = 0.25
+    max_model_age_days: float | None = None
+
+
+def retrain_timing(new_labels: int, window_rows: int | None, model_age_days: float | None,
+                   timing: RetrainTiming = RetrainTiming()) -> tuple[bool, bool, str]:  # fmt: skip
+    """(due, enough_evidence, why) for the newest model.
+
+    `new_labels`: labelled rows that arrived since the model was trained; `window_rows`: the rows a
+    retrain now would learn from (the retrain window's labelled rows; None: unknown);
+    `model_age_days`: days from the model's newest training row to the newest labelled row (None:
+    unknown). `due`: retrain now, whatever monitoring says (the model is too old). `enough_evidence`:
+    a finding may launch a retrain (enough new labels, or due). `why` says which, with the figures.
+    """
+    if timing.min_new_label_share < 0:
+        raise ValueError(f"min_new_label_share must be >= 0, got {timing.min_new_label_share}")
+    if timing.max_model_age_days is not None and timing.max_model_age_days <= 0:
+        raise ValueError(f"max_model_age_days must be > 0 or None, got {timing.max_model_age_days}")
+    limit = timing.max_model_age_days
+    if limit is not None and model_age_days is not None and model_age_days >= limit:
+        return True, True, f"model age {model_age_days:.1f} days >= {limit:g}: retrain due"
+    share = timing.min_new_label_share
+    if share == 0 or not window_rows:
+        return False, True, "no new-label rule" if share == 0 else "new labels: window size unknown"
+    needed = share * window_rows
+    said = (f"{new_labels:,} labels since the model, {needed:,.0f} needed "
+            f"({share:.0%} of the {window_rows:,} rows of the retrain window)")  # fmt: skip
+    return False, new_labels >= needed, said
