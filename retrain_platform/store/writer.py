@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain, repeat
 from pathlib import Path
 from typing import Protocol
@@ -87,8 +87,8 @@ class LogWriter:
                 try:
                     shipped += self._ship(self._sealed[0])
                 except Exception as err:
-                    self._failed += 1
-                    self._last_error = f"{type(err).__name__}: {err}"[:500]
+                    self._failed, self._last_error = self._failed + 1, f"{type(err).__name__}: {err}"[:500]
+                    self._sealed = [replace(s, requests=None) for s in self._sealed]  # retried from files: no RAM held
                     log.exception("shipping %s to the prediction store failed; kept", self._sealed[0].path.name)
                     raise
                 self._written += self._sealed[0].rows
