@@ -17,7 +17,7 @@ from retrain_platform.datasets.sources import training_rows
 from retrain_platform.registry import ModelRegistry
 from retrain_platform.scopes import scoped_name, scoped_store_url
 from retrain_platform.settings import Settings
-from retrain_platform.store import PredictionStore, labelled_share
+from retrain_platform.store import PredictionStore
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,8 @@ class LabelledSource(dg.ConfigurableResource):
     def label_coverage(self, since: datetime) -> float | None:
         """Share of logged predictions since `since` that have a label; None without a log."""
         counts = self.label_counts(since)
-        return labelled_share(*counts) if counts else None
+        total, labelled = counts or (0, 0)
+        return labelled / total if total else None
 
 
     def keep_log(self) -> None:

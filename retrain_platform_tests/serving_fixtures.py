@@ -256,3 +256,12 @@ def postgres_store_url(base_url: str = POSTGRES_URL) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def stored_prediction(store, prediction_id: str) -> dict | None:
+    """The row the log holds for a prediction id, read straight from its table (None: not stored)."""
+    from retrain_platform.store import predictions
+
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(predictions).where(predictions.c.prediction_id == prediction_id)).first()
+    return dict(row._mapping) if row is not None else None

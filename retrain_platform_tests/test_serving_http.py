@@ -42,6 +42,7 @@ from retrain_platform_tests.serving_fixtures import (
     UvicornThread,
     free_port,
     postgres_store_url,
+    stored_prediction,
 )
 from serving.app import create_app
 from serving.health_summary import DECISIONS_READ, newest_decisions
@@ -175,7 +176,7 @@ def test_predict_scores_with_the_production_model_and_logs_a_shadow_score(client
     assert body["label"] == int(body["probability"] >= body["threshold"])
 
     store = PredictionStore(server.settings.store_url)
-    logged = wait_for(lambda: store.get_prediction(body["prediction_id"]), what="the prediction in the store")
+    logged = wait_for(lambda: stored_prediction(store, body["prediction_id"]), what="the prediction in the store")
     store.close()
     # The spec's id and event time are logged too, as null when the client does not send them.
     assert logged["model_version"] == production
@@ -248,7 +249,7 @@ def test_nullable_fields_may_be_null_or_absent(client, server, models):
     response = client.post("/predict", json=row)
     assert response.status_code == 200
     store = PredictionStore(server.settings.store_url)
-    logged = wait_for(lambda: store.get_prediction(response.json()["prediction_id"]), what="the prediction in the store")
+    logged = wait_for(lambda: stored_prediction(store, response.json()["prediction_id"]), what="the prediction in the store")
     store.close()
     # Logged complete: an absent field is a null, so the log reads back with every spec column.
     assert {logged["features"][name] for name in ("wind_gust", "pressure", "temp")} == {None}
@@ -308,6 +309,28 @@ def test_feedback_labels_a_prediction_once(client, models):
     assert unknown.status_code == 404
     not_binary = client.post("/feedback", json={"prediction_id": prediction["prediction_id"], "label": 2}, headers=AUTH)
     assert not_binary.status_code == 422 and not_binary.json()["detail"][0]["loc"] == ["body", "label"]
+
+
+def test_feedback_batch_writes_each_label_once_in_order(client, models):
+    batch = client.post("/predict/batch", json={"rows": models.rows[:3]}).json()
+    ids = [p["prediction_id"] for p in batch["predictions"]]
+    client.post("/feedback", json={"prediction_id": ids[0], "label": 0}, headers=AUTH)  # labelled before
+    unknown = str(uuid.uuid4())
+    sent = [(ids[0], 1), (ids[1], 1), (unknown, 0), (ids[2], 0), (ids[1], 0)]  # the last: ids[1] again
+    answer = client.post("/feedback/batch", json={"labels": [{"prediction_id": i, "label": v} for i, v in sent]}, headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [r["status"] for r in body["results"]] == ["duplicate", "labelled", "unknown", "labelled", "duplicate"]
+    assert body["labelled"] == 2 and [r["prediction_id"] for r in body["results"]] == [i for i, _ in sent]
+    assert (body["results"][1]["label"], body["results"][1]["model_version"]) == (1, batch["model_version"])
+    # What the batch wrote is what a single label would have: the first label of ids[0] stands.
+    again = client.post("/feedback", json={"prediction_id": ids[1], "label": 0}, headers=AUTH)
+    assert again.status_code == 409
+    empty = client.post("/feedback/batch", json={"labels": []}, headers=AUTH)
+    assert empty.status_code == 422 and empty.json()["detail"][0]["loc"] == ["body", "labels"]
+    bad = client.post("/feedback/batch", json={"labels": [{"prediction_id": ids[0], "label": True}]}, headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "labels", 0, "label"]
+    assert client.post("/feedback/batch", json={"labels": [{"prediction_id": unknown, "label": 1}]}).status_code == 401
 
 
 PROTECTED = [("POST", "/feedback"), ("POST", "/admin/reload"), ("POST", "/retrain"), ("GET", "/retrain/status/abc")]

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from retrain_platform.store import DuplicateLabel, PredictionStore, UnknownPrediction, metadata
 from retrain_platform.store.prediction_store import checked_rows
 from retrain_platform.store.schema import UTCDateTime
-from retrain_platform_tests.serving_fixtures import postgres_store_url, store_url  # noqa: F401 - a fixture
+from retrain_platform_tests.serving_fixtures import postgres_store_url, store_url, stored_prediction  # noqa: F401 - a fixture
 from serving.routers.predictions import prediction_row, request_rows
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -82,7 +82,7 @@ def test_a_prediction_shipped_twice_is_stored_once(store_url):
     store.record_many([{**first, "score": 0.9}, *later])
     assert store.flush() == 4
     assert store.count_predictions() == 4 and store.stats().last_error is None
-    assert store.get_prediction(first["prediction_id"])["score"] == 0.3  # the first one stays
+    assert stored_prediction(store, first["prediction_id"])["score"] == 0.3  # the first one stays
     store.close()
 
 
@@ -92,7 +92,7 @@ def test_features_given_as_json_text_are_stored_as_that_json(store_url):
     as_text = {**prediction(), "features": json.dumps({"carrier": "UA", "distance": 2.5, "wind_gust": None})}
     store.record_many([as_dict, as_text])
     assert store.flush() == 2
-    stored = [store.get_prediction(row["prediction_id"])["features"] for row in (as_dict, as_text)]
+    stored = [stored_prediction(store, row["prediction_id"])["features"] for row in (as_dict, as_text)]
     store.close()
     assert stored == [{"carrier": "B6", "distance": 1e-3, "wind_gust": None},
                       {"carrier": "UA", "distance": 2.5, "wind_gust": None}]  # fmt: skip
@@ -111,7 +111,7 @@ def test_a_time_is_stored_as_its_instant_in_utc_whatever_its_form(store_url):
     store.record_many(rows)
     store.close()
     for row, created_at in zip(rows, times, strict=True):
-        stored = store.get_prediction(row["prediction_id"])["created_at"]
+        stored = stored_prediction(store, row["prediction_id"])["created_at"]
         assert stored == created_at and stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
     assert store.count_predictions(since=START) == 4  # the one a microsecond before is left out
     assert store.count_predictions(since=START.astimezone(paris) + timedelta(microseconds=1)) == 3
@@ -200,9 +200,8 @@ def test_reading_helpers_for_monitoring(store_url):
         assert sorted(labelled["label"]) == [0, 1]
         assert {"labelled_at", "score", "model_version", "carrier"} <= set(labelled.columns)
 
-        assert store.label_coverage(START) == pytest.approx(2 / 4)
-        assert store.label_coverage(START - timedelta(days=7)) == pytest.approx(3 / 7)
-        assert store.label_coverage(START + timedelta(days=1)) is None
+        assert store.label_counts(START) == (4, 2)
+        assert store.label_counts(START + timedelta(days=1)) == (0, 0)
         assert store.label_counts(START - timedelta(days=7)) == (7, 3)
         assert store.predictions_since(START + timedelta(days=1)).empty
         assert store.count_predictions(since=START) == 4
@@ -228,7 +227,7 @@ def test_a_row_the_log_cannot_hold_fails_its_caller_and_one_the_database_refuses
     store.record_rows([good])  # another request, in the same batch
     assert store.flush() == 2  # shipped; the refused request dropped, not retried for ever
     assert store.stats().pending == 0 and store.count_predictions() == 1
-    assert store.get_prediction(good["prediction_id"]) is not None
+    assert stored_prediction(store, good["prediction_id"]) is not None
     store.close()
 
 
@@ -388,3 +387,22 @@ def test_the_tables_are_created_while_another_worker_creates_them_in_postgres(po
         reopened = PredictionStore(url)
         assert reopened.count_predictions() == 1
         reopened.close()
+
+
+def test_labels_in_a_batch_are_stored_in_order_each_once(store_url, tmp_path):
+    store = PredictionStore(store_url, log_dir=tmp_path / "log", batch_size=1_000, flush_interval=60)
+    try:
+        rows = [prediction(created_at=START, version="3") for _ in range(4)]
+        store.record_many(rows[:3])
+        store.flush()
+        store.record(rows[3])  # not shipped yet: found in the log's segment and shipped for its label
+        store.add_label(rows[0]["prediction_id"], 1)
+        ids = [row["prediction_id"] for row in rows]
+        results = store.add_labels([(ids[1], 0), (ids[0], 0), ("nope", 1), (ids[3], 1), (ids[1], 1), (ids[2], 1)])
+        kinds = [type(result).__name__ for result in results]
+        assert kinds == ["LabelRecord", "DuplicateLabel", "UnknownPrediction", "LabelRecord", "DuplicateLabel", "LabelRecord"]
+        assert results[3].model_version == "3" and results[1].args[0] == f"prediction {ids[0]!r} is already labelled"
+        labelled = store.latest_predictions(10, labelled=True)
+        assert dict(zip(labelled["prediction_id"], labelled["label"])) == {ids[0]: 1, ids[1]: 0, ids[3]: 1, ids[2]: 1}
+    finally:
+        store.close()

@@ -27,6 +27,7 @@ from .history import replay_history, replay_spec, save_window
 from .platform import RunningPlatform, platform_env, settle, wait_until_logged
 
 TOKEN = "replay-admin-token"
+LABELS_PER_REQUEST = 1_000
 
 
 @dataclass(frozen=True)
@@ -140,12 +141,18 @@ def _play(traffic, spec: DatasetSpec, config, clock_file, platform, instance, re
     with httpx.Client(base_url=platform.url, headers=headers, timeout=60) as client:
 
         def send_labels(until: pd.Timestamp) -> None:
-            # One at a time, in order: the monitor's newest labelled rows break ties of equal
-            # prediction times by the order labels were stored, so posting them side by side
-            # (which saves about a second a day) would change what it measures.
+            # In order, in batches that are stored in order: the monitor's newest labelled rows break
+            # ties of equal prediction times by the order labels were stored.
+            due = []
             while waiting and waiting[0][0] <= until:
                 _, prediction_id, label = waiting.popleft()
-                client.post("/feedback", json={"prediction_id": prediction_id, "label": label}).raise_for_status()
+                due.append({"prediction_id": prediction_id, "label": label})
+            for first in range(0, len(due), LABELS_PER_REQUEST):
+                labels = due[first : first + LABELS_PER_REQUEST]
+                answer = client.post("/feedback/batch", json={"labels": labels})
+                answer.raise_for_status()
+                if answer.json()["labelled"] != len(labels):
+                    raise RuntimeError(f"serving stored {answer.json()['labelled']} of {len(labels)} labels: {answer.text[:500]}")
 
         for day, rows in traffic.groupby(traffic[spec.timestamp].dt.date):
             versions = set()

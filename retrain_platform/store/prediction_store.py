@@ -24,11 +24,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def labelled_share(total: int, labelled: int) -> float | None:
-    """The share of `total` predictions that have a label; None when there are none."""
-    return labelled / total if total else None
-
-
 def checked_rows(rows: Sequence[dict]) -> list[dict]:
     """Rows as dicts with the `predictions` columns (others ignored), features as a dict or its JSON
     text, `created_at` in any form `as_datetime` takes; checked, so a value JSON cannot hold fails here."""
@@ -111,28 +106,42 @@ class PredictionStore:
 
     def add_label(self, prediction_id: str, label: int, labelled_at: datetime | None = None) -> LabelRecord:
         """Attach the true outcome to a logged prediction; raises UnknownPrediction or DuplicateLabel."""
-        labelled_at = labelled_at or datetime.now(UTC)
-        try:
-            return self._add_label(prediction_id, int(label), labelled_at)
-        except UnknownPrediction:
-            # Its prediction not shipped yet (by this process or one sharing the folder): ship it now, stored once.
-            if self._log_dir is None or not (line := find_line(self._log_dir, prediction_id)):
-                raise
-            self.writer.store([orjson.loads(line)])
-            return self._add_label(prediction_id, int(label), labelled_at)
+        [result] = self.add_labels([(prediction_id, label)], labelled_at)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-    def _add_label(self, prediction_id: str, label: int, labelled_at: datetime) -> LabelRecord:
-        with self.engine.begin() as conn:
-            found = conn.execute(sa.select(predictions.c.model_version, predictions.c.created_at).where(
-                predictions.c.prediction_id == prediction_id)).first()  # fmt: skip
-            if found is None:
-                raise UnknownPrediction(f"no prediction with id {prediction_id!r}")
-            try:
-                conn.execute(labels.insert().values(prediction_id=prediction_id, label=label, labelled_at=labelled_at,
-                                                    **found._mapping))  # its time and version  # fmt: skip
-            except IntegrityError as err:  # labelled before, or by a concurrent request just now
-                raise DuplicateLabel(f"prediction {prediction_id!r} is already labelled") from err
-        return LabelRecord(prediction_id, label, labelled_at, found.model_version)
+    def add_labels(self, items: Sequence[tuple[str, int]], labelled_at: datetime | None = None) -> list:
+        """Labels stored in order in one transaction, each at most once: per item its LabelRecord, or the
+        UnknownPrediction or DuplicateLabel that kept it out."""
+        labelled_at, ids = labelled_at or datetime.now(UTC), [prediction_id for prediction_id, _ in items]
+        found = self._logged(ids)
+        # Predictions not shipped yet (by this process or one sharing the folder): shipped now, stored once.
+        if lines := [line for i in ids if i not in found and self._log_dir and (line := find_line(self._log_dir, i))]:
+            self.writer.store([orjson.loads(line) for line in lines])
+            found = self._logged(ids)
+        try:
+            with self.engine.begin() as conn:
+                done = set(conn.execute(sa.select(labels.c.prediction_id).where(labels.c.prediction_id.in_(ids))).scalars())
+                results = []
+                for prediction_id, label in items:
+                    if prediction_id not in found:
+                        results.append(UnknownPrediction(f"no prediction with id {prediction_id!r}"))
+                    elif prediction_id in done:
+                        results.append(DuplicateLabel(f"prediction {prediction_id!r} is already labelled"))
+                    else:
+                        done.add(prediction_id)
+                        results.append(LabelRecord(prediction_id, int(label), labelled_at, found[prediction_id][0]))
+                if rows := [{**vars(r), "created_at": found[r.prediction_id][1]} for r in results if isinstance(r, LabelRecord)]:
+                    conn.execute(labels.insert(), rows)  # each with its prediction's time and version
+        except IntegrityError:  # one was labelled by a concurrent request just now: looked up again
+            return self.add_labels(items, labelled_at)
+        return results
+
+    def _logged(self, ids: list[str]) -> dict[str, tuple[str, datetime]]:
+        query = sa.select(predictions.c.prediction_id, predictions.c.model_version, predictions.c.created_at)
+        with self.engine.connect() as conn:
+            return {i: (version, time) for i, version, time in conn.execute(query.where(predictions.c.prediction_id.in_(ids)))}
 
     # -- reading, for monitoring ---------------------------------------------------------------
     def count_predictions(self, since: datetime | None = None) -> int:  # reads the whole log: never periodic
@@ -145,11 +154,6 @@ class PredictionStore:
         query = sa.select(predictions.c.created_at).order_by(predictions.c.created_at.desc()).limit(limit)
         with self.engine.connect() as conn:
             return list(conn.execute(query if after is None else query.where(predictions.c.created_at > after)).scalars())
-
-    def get_prediction(self, prediction_id: str) -> dict | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(predictions).where(predictions.c.prediction_id == prediction_id)).first()
-        return dict(row._mapping) if row is not None else None
 
     def predictions_since(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
         """Predictions created in [since, until), one column per feature, oldest first."""
@@ -184,10 +188,6 @@ class PredictionStore:
                             .scalar_subquery() for table in (predictions, labels)))  # fmt: skip
         with self.engine.connect() as conn:
             return tuple(conn.execute(query).one())
-
-    def label_coverage(self, since: datetime, until: datetime | None = None) -> float | None:
-        """Share of the predictions created in [since, until) that have a label; None if there are none."""
-        return labelled_share(*self.label_counts(since, until))
 
     def keep_days(self, days: int, batch: int = 5_000) -> int:
         """Retention: predictions older than `days` whole UTC days go, labels first; the coming days'
