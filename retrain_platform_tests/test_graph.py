@@ -7,6 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from retrain_platform.datasets import FLIGHTS
 from retrain_platform.definitions import build_definitions
+from retrain_platform.core.split import learned_until, unseen_rows
 from retrain_platform.registry import CHALLENGER, ModelRegistry
 from retrain_platform.replay.report import rejections
 
@@ -94,6 +95,27 @@ def test_promote_reject_and_roll_back(settings, defs, instance):
     rollback = run_job(defs, instance, "rollback_job")
     assert rollback.success and reg.production_version() == "1"
     assert [h["action"] for h in reg.history()] == ["promote", "promote", "rollback"]
+
+
+def test_champion_and_challenger_are_judged_on_holdout_rows_the_champion_never_learned(settings, defs, instance):
+    reg = registry(settings)
+    assert retrain(defs, instance, WEAK).success  # v1 learned its whole window, to 2013-03-31
+    # v2's holdout is the newest 15 % of 2013-02-20..2013-04-05: late March (learned by v1) and April.
+    later = retrain(defs, instance, WEAK, window={"window_days": 45, "window_end": "2013-04-05"})
+    report = later.output_for_node("evaluation_report")
+    metadata = later.asset_materializations_for_node("evaluation_report")[0].metadata
+    judged = metadata["holdout_rows"].value
+    assert report["judged_on"].startswith(f"both judged on the {judged:,} of ") and "(up to 2013-03-31)" in report["judged_on"]
+    assert 200 <= judged < int(report["judged_on"].split(" of ")[1].split(" ")[0].replace(",", ""))
+    assert metadata["judged_on"].value == report["judged_on"] and reg.version_info("2").tags["champion_at_evaluation"] == "1"
+    # Too few unseen rows: all are used, and the report says so; a champion without dates: all, silently.
+    holdout = later.output_for_node("validated_features").tail(1_000)
+    since = learned_until("2013-01-01..2013-04-04")
+    every, why = unseen_rows(holdout, FLIGHTS, since, min_rows=len(holdout))  # some are unseen, not all
+    assert every.all() and why.startswith("only ") and why.endswith("both judged on every holdout row")
+    assert learned_until("all rows (no time axis)") is None
+    mask, why = unseen_rows(holdout, FLIGHTS, None, 200)
+    assert mask.all() and why is None
 
 
 def test_bad_batch_fails_blocking_checks_and_production_stays(settings, defs, instance, tmp_path):

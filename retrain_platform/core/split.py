@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from retrain_platform.core.window import event_times
 from retrain_platform.datasets.spec import DatasetSpec
 
 
@@ -34,3 +35,29 @@ def reference_rows(split: Split) -> pd.DataFrame:
     """What the model learned from (train and validation), in arrival order: the drift baseline of
     its version. Whole, not sampled: drift is calibrated on contiguous stretches of it."""
     return pd.concat([split.train, split.validation])
+
+
+def learned_until(window_label: str | None) -> pd.Timestamp | None:
+    """The first day after a model's data window ("2013-01-01..2013-02-28", its `data_window` tag):
+    it learned nothing from that day on. None for a window without dates (no time axis)."""
+    _, dots, end = (window_label or "").partition("..")
+    try:
+        return pd.Timestamp(end) + pd.Timedelta(days=1) if dots else None
+    except ValueError:
+        return None
+
+
+def unseen_rows(holdout: pd.DataFrame, spec: DatasetSpec, since: pd.Timestamp | None, min_rows: int) -> tuple[pd.Series, str | None]:
+    """Which holdout rows the champion did not learn: it learned its own window, holdout included,
+    which a later candidate's holdout may overlap, and judging it on rows it learned favours it.
+    Those from `since` on, when at least `min_rows`; else every row. With why, when not all."""
+    every = pd.Series(True, index=holdout.index)
+    if since is None or spec.timestamp is None:
+        return every, None
+    unseen = event_times(holdout[spec.timestamp]).to_numpy() >= since.to_datetime64()
+    if unseen.all():
+        return every, None
+    where = f"{unseen.sum():,} of {len(holdout):,} holdout rows come after what the champion learned (up to {since.date() - pd.Timedelta(days=1)})"
+    if unseen.sum() < min_rows:
+        return every, f"only {where}: both judged on every holdout row"
+    return pd.Series(unseen, index=holdout.index), f"both judged on the {where}"

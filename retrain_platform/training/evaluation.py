@@ -9,7 +9,7 @@ from retrain_platform.core.evaluation import evaluate_challenger
 from retrain_platform.core.feature_mapping import UnservableVersion
 from retrain_platform.core.gates import GateConfig, dataset_gates, gates_as_dicts, gates_markdown
 from retrain_platform.core.plots import markdown_image
-from retrain_platform.core.split import time_split
+from retrain_platform.core.split import learned_until, time_split, unseen_rows
 from retrain_platform.names import EVALUATION_ASSET, FORCE_TAG, CHALLENGER_TAG, GATES_CHECK
 from retrain_platform.registry import WAITING
 from retrain_platform.resources import DatasetResource, LabelledSource, RegistryResource
@@ -58,6 +58,10 @@ def evaluation_report(
         raise dg.Failure(f"this run re-evaluates challenger v{expected}, but the stored candidate is "
                          f"v{challenger_version}: a newer retrain replaced it")  # fmt: skip
     judged = reg.load_holdout_scores(challenger_version)  # None for versions from before they were kept
+    scores = None if judged is None else judged["score"].to_numpy()
+    learned = learned_until(reg.version_info(champion_version).tags.get("data_window")) if champion_version else None
+    unseen, judged_on = unseen_rows(holdout, spec, learned, gates.min_holdout_rows)
+    holdout, scores = holdout[unseen], None if scores is None else scores[unseen.to_numpy()]
     challenger = reg.load_predictor(challenger_version)
     champion, unservable = None, None
     if champion_version:
@@ -68,7 +72,7 @@ def evaluation_report(
             context.log.warning(f"{unservable}; the challenger is judged by the floors alone")
     evaluation = evaluate_challenger(
         challenger=challenger,
-        challenger_scores=None if judged is None else judged["score"].to_numpy(),
+        challenger_scores=scores,
         champion=champion,
         holdout=holdout,
         config=gates,
@@ -100,11 +104,12 @@ def evaluation_report(
         "challenger_metrics": evaluation.challenger_metrics,
         "champion_metrics": evaluation.champion_metrics,
         "data_window": candidate_model["data_window"],
+        "judged_on": judged_on,
         "mlflow_run_id": candidate_model["mlflow_run_id"],
         "experiment_id": candidate_model["experiment_id"],
     }
     champion = f"champion v{champion_version}" if champion_version else "no champion"
-    context.log.info(f"challenger v{challenger_version} vs {champion}: {verdict}")
+    context.log.info(f"challenger v{challenger_version} vs {champion}: {verdict}" + (f" ({judged_on})" if judged_on else ""))
     yield dg.Output(
         report,
         metadata={
@@ -112,6 +117,7 @@ def evaluation_report(
             "challenger_version": challenger_version,
             "champion_version": champion_version or "none",
             **({"champion_unservable": unservable} if unservable else {}),
+            **({"judged_on": judged_on} if judged_on else {}),
             "holdout_rows": len(holdout),
             "gates": dg.MetadataValue.md(gates_markdown(gates)),
             "metrics": dg.MetadataValue.md(metrics_table({"challenger": evaluation.challenger_metrics,
