@@ -163,3 +163,16 @@ def test_each_dataset_s_log_is_its_own_on_either_database(backend, request, tmp_
             assert schema.endswith("__digits")
             with sa.create_engine(url).begin() as conn:
                 conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def test_each_dataset_has_its_retrain_page_linking_the_others(deployment):
+    settings, _, _ = deployment
+    with UvicornThread(create_app(settings)) as serving, httpx.Client(base_url=serving.url, timeout=30) as client:
+        root, digits = client.get("/retrain").text, client.get("/models/digits/retrain").text
+        assert "<h1>Retrain retrain-breast_cancer</h1>" in root and "<code>retrain</code>" in root
+        assert "<h1>Retrain retrain-digits</h1>" in digits and "<code>digits__retrain</code>" in digits
+        assert '<a href="/models/digits/retrain">digits</a>' in root and "<b>breast_cancer</b>" in root
+        assert '<a href="/models/breast_cancer/retrain">breast_cancer</a>' in digits
+        # Its health is of its own model.
+        served = client.get("/models/digits/model-info").json()["version"]
+        assert client.get("/models/digits/retrain/health").json()["model_version"] == served

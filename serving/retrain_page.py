@@ -32,7 +32,7 @@ PAGE = """<!doctype html>
  .flag {{ color: #a60; }} .alert {{ color: #c33; font-weight: bold; }} .muted {{ color: #666; }}
 </style></head>
 <body>
-<h1>Retrain {model_name}</h1>
+{models}<h1>Retrain {model_name}</h1>
 <p>Serving version <b>{model_version}</b>. Retraining runs the Dagster job <code>{job}</code>: ingest,
 validate, train, evaluate, and promote only if the new model passes every gate.</p>
 {controls}
@@ -159,12 +159,16 @@ def render_health(health: ModelHealthSummary, health_url: str) -> str:
 
 def render_retrain_page(
     model_name: str, model_version: str | None, job: str, token_env: str | None, launch_url: str, status_url: str,
-    health: str = "",
+    health: str = "", models: dict[str, str | None] | None = None,
 ) -> str:  # fmt: skip
     """The page; `token_env` names the unset variable that keeps it from launching, None when it
-    can; `health` is `render_health`'s section."""
+    can; `health` is `render_health`'s section; `models`: every dataset served here, with its page's
+    URL (None: this one), shown as links when there are several."""
     controls = LAUNCH if token_env is None else NO_TOKEN.format(env=html.escape(token_env))
+    links = [f"<b>{html.escape(name)}</b>" if url is None else f'<a href="{html.escape(url)}">{html.escape(name)}</a>'
+             for name, url in (models or {}).items()]  # fmt: skip
     return PAGE.format(
+        models=f'<p class="muted" id="models">Models: {" · ".join(links)}</p>\n' if len(links) > 1 else "",
         model_name=html.escape(model_name),
         model_version=html.escape(model_version or "none yet"),
         job=html.escape(job),

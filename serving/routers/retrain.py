@@ -26,6 +26,7 @@ def add_retrain_routes(router: APIRouter, serving: Serving, prefix: str = "") ->
     settings, model_name = serving.settings, serving.spec.model_name
     dagster = DagsterClient(settings.dagster_url, settings.dagster_location, settings.dagster_repository)
     job = serving.retrain_job
+    names = settings.dataset_names()  # each has its own page under /models/{name}/retrain
 
     def health() -> ModelHealthSummary:
         current = serving.holder.served
@@ -46,6 +47,8 @@ def add_retrain_routes(router: APIRouter, serving: Serving, prefix: str = "") ->
             launch_url=request.url_for(f"{prefix}retrain").path,
             status_url=request.url_for(f"{prefix}retrain_status", run_id="RUN_ID").path,
             health=render_health(summary, request.url_for(f"{prefix}retrain_health").path),
+            models={name: None if name == serving.spec.name else request.url_for(f"/models/{name}retrain_page").path
+                    for name in names},  # fmt: skip
         )
         return HTMLResponse(page)
 
