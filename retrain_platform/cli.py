@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--cooldown-hours", type=float, default=24.0, help="between two retrains")
     replay.add_argument("--min-new-label-share", type=float, default=0.25,
                         help="new labels (share of the newest model's rows) a drift retrain waits for")
+    replay.add_argument("--max-model-age-days", type=float, default=0.0,
+                        help="a model whose newest training data is older asks for a retrain (0: never)")
     replay.add_argument("--gates", default="", help='JSON gate settings for retrains, e.g. \'{"cooldown_days": 1}\'')
     replay.add_argument("--port", type=int, default=8765, help="serving's port during the replay")
     report = sub.add_parser("replay-report", help="the month-by-month table, targets and plot of a finished replay")
@@ -74,7 +76,8 @@ def run_replay_command(args) -> int:
 
     config = ReplayConfig(dataset=args.dataset, start=args.start, end=args.end, label_delay_hours=args.label_delay_hours,
                           window_days=args.window_days, cooldown_hours=args.cooldown_hours,
-                          min_new_label_share=args.min_new_label_share, gates=args.gates)  # fmt: skip
+                          min_new_label_share=args.min_new_label_share, max_model_age_days=args.max_model_age_days,
+                          gates=args.gates)  # fmt: skip
     started = time.monotonic()
     try:
         run_replay(args.home, config, args.port,

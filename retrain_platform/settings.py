@@ -49,6 +49,9 @@ class Settings(BaseModel):
     # newest model (production, or a rejected candidate) was registered reach this share of the
     # rows it learned from (0: at once).
     retrain_min_new_label_share: float = 0.25
+    # A model whose newest training data is older than this many days asks for a retrain by its age,
+    # with or without a finding, new evidence or not (0: never; the policy and gates still apply).
+    retrain_max_model_age_days: float = 0.0
     retrain_window_days: int = 60  # data window of retrains the platform launches by itself (0: all history)
     retrain_gates: str = ""  # GateConfig as JSON for those retrains, e.g. {"cooldown_days": 1}
     alert_webhook_url: str = ""  # failed runs are also POSTed here as JSON

@@ -7,6 +7,7 @@ monitor sees them; the shifted ones are built from a stationary window by moving
 from __future__ import annotations
 
 import pickle
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -142,3 +143,23 @@ def test_retrain_reasons_weigh_drift_by_its_expected_impact():
     noisy = np.clip(scores + rng.normal(0, 0.4, 4_000), 0, 1)
     live = compare_live(labels, noisy, sharper)
     assert retrain_reasons(Evidence(live=live), auc_floor=0.6)[0] == "challenger"
+
+
+def test_a_model_past_its_age_asks_for_a_retrain_by_its_age_and_says_so():
+    from retrain_platform.core.decisions import RetrainingDecision
+    from retrain_platform.core.monitoring import AucInterval, Evidence, retrain_reasons
+
+    old = Evidence(model_age_days=40.2)
+    assert retrain_reasons(old, auc_floor=0.6) == (None, [])  # no limit by default
+    trigger, reasons = retrain_reasons(old, auc_floor=0.6, max_age_days=35)
+    assert trigger == "age" and reasons == ["its newest training data is 40 days old (at most 35)"]
+    assert retrain_reasons(Evidence(model_age_days=34.9), auc_floor=0.6, max_age_days=35) == (None, [])
+    assert retrain_reasons(Evidence(model_age_days=None), auc_floor=0.6, max_age_days=35) == (None, [])  # no time axis
+    # A finding keeps its trigger; the age is one more reason.
+    realised = AucInterval(auc=0.55, se=0.01, rows=500)
+    trigger, reasons = retrain_reasons(Evidence(realised=realised, model_age_days=40), auc_floor=0.6, max_age_days=35)
+    assert trigger == "performance" and len(reasons) == 2
+    # Decisions with any of monitoring's triggers read back from their files.
+    for cause in ("challenger", "age"):
+        decision = RetrainingDecision(decision_date=datetime(2013, 5, 1, tzinfo=UTC), retrain=True, reason="r", trigger=cause)
+        assert RetrainingDecision.from_json(decision.to_json()).trigger == cause

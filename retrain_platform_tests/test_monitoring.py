@@ -115,6 +115,18 @@ def test_drift_without_an_expected_loss_does_not_retrain_by_default(served_home)
     assert last["promised_auc"] > 0.5  # the version's own holdout, beside the estimate
 
 
+def test_a_model_past_its_age_asks_for_a_retrain_by_its_age(served_home):
+    settings, instance = served_home
+    quiet = settings.model_copy(update={"drift_retrains_alone": False})
+    serve(settings, flights_between("2013-02-01", "2013-02-25", 600, seed=21))  # familiar traffic
+    assert not tick(build_definitions(quiet), instance).run_requests
+    # The same traffic, the model's data ending 2013-02-28 and the clock today: past 30 days.
+    aged = build_definitions(quiet.model_copy(update={"retrain_max_model_age_days": 30.0}))
+    [request] = tick(aged, instance).run_requests
+    assert "its newest training data is" in request.tags["retrain_platform/reason"]
+    assert request.tags["retrain_platform/trigger"] == "age"  # nothing else asked: the quiet tick above
+
+
 def test_persistent_drift_is_reported_once_a_day(served_home, tmp_path, monkeypatch):
     settings, instance = served_home
     defs = build_definitions(settings)

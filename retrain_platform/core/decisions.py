@@ -27,7 +27,8 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 
-TRIGGERS = ("drift", "performance", "schedule", "manual")
+# What asks for a retrain: monitoring's findings (retrain_reasons), the weekly schedule, a person.
+TRIGGERS = ("drift", "performance", "challenger", "age", "schedule", "manual")
 RETRAINING = "; retraining"
 WEEK = timedelta(days=7)
 # What the decision-file sensor adds to an archived decision; ignored when such a file is read again.

@@ -101,6 +101,7 @@ class Evidence:
     estimated: PerformanceEstimate | None = None  # from calibrated scores, before labels
     realised: AucInterval | None = None  # on the newest labelled predictions
     live: LiveComparison | None = None  # against the shadow-scored challenger, same labelled rows
+    model_age_days: float | None = None  # since the end of the version's data window (platform clock)
 
     def figures(self) -> dict[str, float | str]:
         """Promised, expected and realised AUC with their intervals, and the live difference, as
@@ -118,12 +119,14 @@ class Evidence:
         return {k: v for k, v in values.items() if not (isinstance(v, float) and math.isnan(v))}
 
 
-def retrain_reasons(evidence: Evidence, auc_floor: float, drift_alone: bool = False) -> tuple[str | None, list[str]]:
-    """The trigger that asks for a retrain (performance, challenger, drift) and every finding.
+def retrain_reasons(evidence: Evidence, auc_floor: float, drift_alone: bool = False,
+                    max_age_days: float = 0.0) -> tuple[str | None, list[str]]:  # fmt: skip
+    """The trigger that asks for a retrain (performance, challenger, drift, age) and every finding.
 
     Drift alone does not retrain (unless `drift_alone`): drift in features the model uses must come
     with an expected loss (the estimate's interval below the promised AUC). The estimate alone does
-    not either: it holds under a shift of the features, not of the relation between features and label."""
+    not either: it holds under a shift of the features, not of the relation between features and label.
+    A model whose newest training data is older than `max_age_days` (0: no limit) asks by its age."""
     e, trigger, reasons = evidence, None, []
     if e.realised is not None and e.realised.auc < auc_floor:
         trigger = "performance"
@@ -151,6 +154,9 @@ def retrain_reasons(evidence: Evidence, auc_floor: float, drift_alone: bool = Fa
             reasons.append(f"{e.drift.summary()}; but the expected AUC {e.estimated.auc:.3f} "
                            f"[{e.estimated.auc_low:.3f}, {e.estimated.auc_high:.3f}] holds the promised "
                            f"{e.promised.auc:.3f}: no retrain for drift alone")  # fmt: skip
+    if max_age_days and e.model_age_days is not None and e.model_age_days > max_age_days:
+        trigger = trigger or "age"
+        reasons.append(f"its newest training data is {e.model_age_days:.0f} days old (at most {max_age_days:g})")
     return trigger, reasons
 
 

@@ -71,7 +71,7 @@ def drift_report(
         check = monitor.check(version, window_rows, policy)
         reference = monitor.reference(version) if check is not None else None
         evidence = monitor.evidence(check, version, window_rows)
-    trigger, reasons = retrain_reasons(evidence, spec.auc_floor, monitoring.drift_retrains_alone)
+    trigger, reasons = retrain_reasons(evidence, spec.auc_floor, monitoring.drift_retrains_alone, monitoring.max_model_age_days)
     realised = evidence.realised.auc if evidence.realised else None
     if check is None:
         summary = f"version {version} has served fewer than {policy.min_rows} predictions: nothing to compare yet"

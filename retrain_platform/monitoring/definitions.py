@@ -40,5 +40,6 @@ def monitoring_resources(settings: Settings) -> dict:
             false_alarm_rate=settings.drift_false_alarm_rate,
             min_importance=settings.drift_min_importance,
             drift_retrains_alone=settings.drift_retrains_alone,
+            max_model_age_days=settings.retrain_max_model_age_days,
         ),
     }

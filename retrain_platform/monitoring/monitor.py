@@ -9,12 +9,13 @@ the window.
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
+from retrain_platform.core import clock
 from retrain_platform.core.drift import ReferenceProfile
 from retrain_platform.core.drift_calibration import CalibratedDrift, DriftCalibration
 from retrain_platform.core.files import write_atomically
@@ -27,6 +28,7 @@ from retrain_platform.core.monitoring import (
     Evidence,
     assess_drift,
 )
+from retrain_platform.core.split import learned_until
 from retrain_platform.core.window import event_times
 from retrain_platform.datasets.spec import DatasetSpec
 from retrain_platform.registry import ModelRegistry
@@ -181,8 +183,14 @@ class Monitor:
     def evidence(self, check: DriftCheck | None, version: str, rows: int, min_labels: int = 200) -> Evidence:
         """Everything monitoring knows about `version` now: drift and the estimate (from `check`),
         what its holdout promised, its realised AUC and the live comparison with the challenger."""
-        return self._evidence(check, version, self.store.latest_predictions(rows, model_version=version, labelled=True),
-                              min_labels)
+        labelled = self.store.latest_predictions(rows, model_version=version, labelled=True)
+        return replace(self._evidence(check, version, labelled, min_labels), model_age_days=self.model_age_days(version))
+
+    def model_age_days(self, version: str) -> float | None:
+        """Days from the end of the version's data window to now, on the platform clock (simulated in
+        a replay); None for a dataset without time."""
+        learned = learned_until(self.registry.version_info(version).tags.get("data_window"))
+        return None if learned is None else (clock.now() - learned.tz_localize(UTC)).total_seconds() / 86_400
 
     def _evidence(self, check: DriftCheck | None, version: str, labelled: pd.DataFrame, min_labels: int = 200) -> Evidence:
         realised = AucInterval.of(labelled["label"], labelled["score"]) if len(labelled) >= min_labels else None

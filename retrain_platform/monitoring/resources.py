@@ -30,6 +30,7 @@ class MonitoringResource(dg.ConfigurableResource):
     false_alarm_rate: float = 0.05  # chance that a check of unchanged traffic flags any column
     min_importance: float = 0.10  # share of the model's importance drifted columns must carry to flag
     drift_retrains_alone: bool = False  # drift that matters asks for a retrain even while the expected AUC holds
+    max_model_age_days: float = 0.0  # a model whose newest training data is older asks for a retrain (0: never)
 
     def in_scope(self, scope: str) -> "MonitoringResource":
         """This resource for another dataset than the default: its own log, cache and reports."""

@@ -70,7 +70,7 @@ def build_drift_sensor(dataset: Dataset, interval_seconds: int) -> dg.SensorDefi
         if check is None:
             return dg.SensorResult(skip_reason=f"version {version} has served too few predictions", cursor=json.dumps(state))
         monitoring.record(check.record("drift_sensor", spec, evidence))
-        trigger, reasons = retrain_reasons(evidence, spec.auc_floor, monitoring.drift_retrains_alone)
+        trigger, reasons = retrain_reasons(evidence, spec.auc_floor, monitoring.drift_retrains_alone, monitoring.max_model_age_days)
         if trigger is None:
             return dg.SensorResult(skip_reason="; ".join(reasons) or check.assessment.summary(), cursor=json.dumps(state))
         waiting = reg.waiting_challenger() if trigger == "challenger" else None
@@ -82,7 +82,8 @@ def build_drift_sensor(dataset: Dataset, interval_seconds: int) -> dg.SensorDefi
             _held_back(context.instance, dataset.job(RETRAIN_JOB), decisions.policy(), now, reported,
                        monitoring.repeat_after_hours)
             or _labels_missing(source, dataset_gates(spec.gates, decisions.gates()))
-            or _too_little_new_evidence(source, reg, monitoring.min_new_label_share)
+            # A model past its age is due whatever it learned since; a finding waits for new evidence.
+            or (None if trigger == "age" else _too_little_new_evidence(source, reg, monitoring.min_new_label_share))
         )
         if held_back:
             return dg.SensorResult(skip_reason=f"version {version}: {'; '.join(reasons)}; {held_back}", cursor=json.dumps(state))

@@ -40,6 +40,7 @@ class ReplayConfig:
     window_days: int = 0  # all the history: in the replay it beats a two-month window, as the oracles show
     cooldown_hours: float = 24.0  # between two retrains
     min_new_label_share: float = 0.25  # new labels, as a share of the production model's rows, a retrain waits for
+    max_model_age_days: float = 0.0  # a model older than this asks for a retrain by its age (0: never)
     batch_rows: int = 500
     min_new_predictions: int = 500
     gates: str = ""  # JSON gate settings for the retrains the platform launches
@@ -56,6 +57,7 @@ def replay_settings(home: Path, config: ReplayConfig, serving_port: int) -> Sett
         drift_sensor_seconds=1, decision_sensor_seconds=1,
         drift_min_new_predictions=config.min_new_predictions, retrain_window_days=config.window_days,
         retrain_cooldown_hours=config.cooldown_hours, retrain_min_new_label_share=config.min_new_label_share,
+        retrain_max_model_age_days=config.max_model_age_days,
         retrain_gates=config.gates, serving_url=f"http://127.0.0.1:{serving_port}",
         # A backtest has nothing to lose to a power cut, and a commit that waits for the disk is
         # most of what a label costs (about 4 ms of 5 on SQLite): a day's labels took seconds.
