@@ -14,7 +14,7 @@ POSTGRES_URL = os.environ.get("RETRAIN_TEST_POSTGRES_URL", "postgresql+psycopg2:
 
 def make_settings(tmp_path, **overrides) -> Settings:
     """One dataset unless a test asks for more (test_side_by_side runs several)."""
-    return Settings(home=tmp_path / "home", **{"datasets": "flights", **overrides})
+    return Settings(home=tmp_path / "home", **{"datasets": overrides.get("dataset", "flights"), **overrides})
 
 
 def run_job(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str = "retrain", **ops_config):

@@ -258,3 +258,32 @@ def test_a_dataset_yaml_can_make_its_retrains_learn_its_prediction_log(tmp_path,
     assert scoped.store_url == scoped.prediction_log_url == "sqlite:////srv/datasets/breast_cancer/predictions.db"
     assert scoped.history_path == ""
     assert source.of(Dataset("digits", "digits")).store_url == ""
+
+
+def test_a_dataset_whose_only_source_is_its_prediction_log(tmp_path, monkeypatch):
+    from datetime import UTC, datetime
+
+    from retrain_platform.resources import Dataset, LabelledSource
+    from retrain_platform.store import PredictionStore
+
+    (tmp_path / "loans.yaml").write_text(LOANS.format(path="unused").replace("  path: unused", "  prediction_log: true"))
+    monkeypatch.setenv(FOLDER_VARIABLE, str(tmp_path))
+    spec = get_spec("loans")
+    assert spec.learns_from_log and spec.load().empty and list(spec.load().columns) == spec.columns
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    store = PredictionStore(url, log_dir=tmp_path / "log")
+    try:
+        for number, (amount, grade, label) in enumerate([(100.0, "A", 0), (250.5, "B", 1), (80.0, None, 1)]):
+            store.record({"prediction_id": f"p{number}", "created_at": datetime(2024, 1, 2 + number, tzinfo=UTC),
+                          "model_version": "1", "score": 0.5, "predicted_label": 1,
+                          "features": {"amount": amount, "grade": grade, "applied_at": f"2024-01-0{2 + number}T09:00:00"}})  # fmt: skip
+            store.add_label(f"p{number}", label)
+    finally:
+        store.close()
+    rows = LabelledSource(prediction_log_url=url).of(Dataset("loans")).read(spec, window_days=0)
+    assert sorted(rows["amount"]) == [80.0, 100.0, 250.5] and sorted(rows["outcome"]) == [0, 1, 1]
+    assert rows["amount"].dtype == "float64"  # the log's rows as they are, not objects from an empty file's frame
+    # Neither a file nor the log: an error naming the field.
+    (tmp_path / "loans.yaml").write_text(LOANS.format(path="unused").replace("  path: unused\n", ""))
+    with pytest.raises(SpecError, match="data"):
+        load_spec(tmp_path / "loans.yaml")

@@ -39,6 +39,9 @@ def _read_file(source: DataSource, file: Path) -> pd.DataFrame:
 def dataset_rows(spec_file: DatasetFile, folder: Path) -> pd.DataFrame:
     """The rows as a batch of the dataset: the id, the event time, the features and a 0/1 target,
     in that order and nothing else (columns the spec does not name stay out)."""
+    time = [spec_file.time] if spec_file.time else []
+    if spec_file.data.path is None and spec_file.data.python is None:  # its prediction log is all it has
+        return pd.DataFrame(columns=[spec_file.id.column, *time, *spec_file.features, spec_file.target.column])
     frame = read_source(spec_file.data, folder)
     name = spec_file.name
     target, positive = spec_file.target.column, spec_file.target.positive
@@ -64,7 +67,6 @@ def dataset_rows(spec_file: DatasetFile, folder: Path) -> pd.DataFrame:
         if isinstance(entry, CategoryFeature) and pd.api.types.infer_dtype(frame[feature], skipna=True) != "string":
             columns[feature] = as_text(frame[feature])
     frame = frame.assign(**columns)
-    time = [spec_file.time] if spec_file.time else []
     return frame[[spec_file.id.column, *time, *spec_file.features, target]]
 
 

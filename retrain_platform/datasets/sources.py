@@ -58,6 +58,8 @@ def training_rows(spec: DatasetSpec, history_path: str = "", history_until: str 
     logged = log_rows(store, spec, since or LOG_EPOCH)
     if logged.empty:  # an empty frame would turn every column it is concatenated with into objects
         return history
+    if history.empty:  # a dataset whose rows are its log: no file to add them to
+        return logged
     # Events in both (replayed history) count once, as the log has them.
     history = history[~history[spec.id_column].isin(logged[spec.id_column])]
     return pd.concat([history, logged], ignore_index=True)

@@ -63,7 +63,8 @@ FeatureEntry = Annotated[NumberFeature | CategoryFeature, Field(discriminator="t
 
 
 class DataSource(_Entry):
-    """Where the rows are: a file or a glob of files (Parquet or CSV), or a Python function."""
+    """Where the rows are: a file or a glob of files (Parquet or CSV), a Python function, and/or the
+    dataset's own labelled prediction log."""
 
     package: StrictStr | None = None  # an installed Python package whose folder `path` is in
     path: StrictStr | None = None  # relative to the spec's folder (or `package`'s), or absolute; may be a glob
@@ -78,8 +79,10 @@ class DataSource(_Entry):
 
     @model_validator(mode="after")
     def _one_origin(self) -> DataSource:
-        if (self.path is None) == (self.python is None):
-            raise ValueError("give either `path` (a file or a glob) or `python` (module:function)")
+        if self.path is not None and self.python is not None or (self.path is None and self.python is None
+                                                                  and not self.prediction_log):  # fmt: skip
+            raise ValueError("give either `path` (a file or a glob) or `python` (module:function), "
+                             "or `prediction_log: true` alone for a dataset whose rows are its labelled predictions")
         if self.package and not self.path:
             raise ValueError("`package` says where `path` is; give `path` too")
         if self.python and self.python.count(":") != 1:
