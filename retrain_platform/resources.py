@@ -34,7 +34,8 @@ class Dataset:
     def key(self, asset: str) -> dg.AssetKey:
         return dg.AssetKey([self.scope, asset] if self.scope else [asset])
 
-    def job(self, name: str) -> str:
+    def scoped(self, name: str) -> str:
+        """A job's, sensor's or schedule's name as this dataset's."""
         return scoped_name(name, self.scope)
 
     def own(self, assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:

@@ -24,7 +24,7 @@ TIMEZONE = "UTC"
 
 
 def build_weekly_retrain(dataset: Dataset) -> dg.ScheduleDefinition:
-    name, job = dataset.job("weekly_retrain"), dataset.job(RETRAIN_JOB)
+    name, job = dataset.scoped("weekly_retrain"), dataset.scoped(RETRAIN_JOB)
 
     @dg.schedule(name=name, cron_schedule=WEEKLY_CRON, job_name=job, execution_timezone=TIMEZONE,
                  default_status=dg.DefaultScheduleStatus.RUNNING)  # fmt: skip

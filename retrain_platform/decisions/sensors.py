@@ -38,7 +38,7 @@ LAUNCHING_IN_CURSOR = 500  # approved decisions whose run the instance did not s
 def build_decision_sensor(dataset: Dataset, interval_seconds: int,
                           settle_seconds: float = SETTLE_SECONDS) -> dg.SensorDefinition:  # fmt: skip
     """Each dataset has its own inbox; a decision naming another dataset is archived, not acted on."""
-    sensor_name, retrain_job = dataset.job(SENSOR_NAME), dataset.job(RETRAIN_JOB)
+    sensor_name, retrain_job = dataset.scoped(SENSOR_NAME), dataset.scoped(RETRAIN_JOB)
 
     @dg.sensor(
         name=sensor_name,

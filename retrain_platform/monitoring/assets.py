@@ -146,7 +146,7 @@ def retraining_decision(
         model_version=drift_report["version"], dataset=spec.name, drift_share=drift_report.get("drift_share"),
         source=f"dagster run {context.run.run_id}",
     )  # fmt: skip
-    decision = apply_policy(wish, recent_retrains(context.instance, ds.job(RETRAIN_JOB)), clock.now(), decisions.policy())
+    decision = apply_policy(wish, recent_retrains(context.instance, ds.scoped(RETRAIN_JOB)), clock.now(), decisions.policy())
     path = DecisionFolder(Path(decisions.folder)).drop(decision)
     context.log.info(f"retrain={decision.retrain}: {decision.reason}")
     return dg.Output(

@@ -12,10 +12,10 @@ from retrain_platform.resources import Dataset, LabelledSource, RegistryResource
 
 def build_challenger_sensor(dataset: Dataset, interval_seconds: int) -> dg.SensorDefinition:
     @dg.sensor(
-        name=dataset.job("challenger_sensor"),
+        name=dataset.scoped("challenger_sensor"),
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        job_name=dataset.job(REEVALUATE_JOB),
+        job_name=dataset.scoped(REEVALUATE_JOB),
     )
     def challenger_sensor(registry: RegistryResource, source: LabelledSource, decisions: DecisionsResource):
         """Compares the waiting challenger's shadow scores with the champion's on the labelled

@@ -39,7 +39,7 @@ def build_model_health(dataset: Dataset, start_date: str) -> dg.AssetsDefinition
 
 def build_model_health_sensor(dataset: Dataset, model_health: dg.AssetsDefinition,
                               interval_seconds: int) -> dg.SensorDefinition:  # fmt: skip
-    @dg.sensor(name=dataset.job("model_health_sensor"), asset_selection=[model_health],
+    @dg.sensor(name=dataset.scoped("model_health_sensor"), asset_selection=[model_health],
                minimum_interval_seconds=interval_seconds, default_status=dg.DefaultSensorStatus.RUNNING)  # fmt: skip
     def model_health_sensor(context: dg.SensorEvaluationContext, monitoring: MonitoringResource, source: LabelledSource):
         """Materializes a day's model health once the day is over, and again whenever more of its

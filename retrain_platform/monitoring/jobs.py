@@ -12,7 +12,7 @@ MONITORING_ASSETS = [drift_report, retraining_decision]
 
 def monitor_job(dataset: Dataset, assets: list[dg.AssetsDefinition]):
     return dg.define_asset_job(
-        dataset.job(MONITOR_JOB),
+        dataset.scoped(MONITOR_JOB),
         selection=dg.AssetSelection.assets(*assets),
         description=f"{dataset.name}: drift report of the served traffic and the retraining decision it leads to.",
     )

@@ -10,7 +10,7 @@ TIMEZONE = "UTC"
 
 
 def build_daily_monitoring(dataset: Dataset) -> dg.ScheduleDefinition:
-    @dg.schedule(name=dataset.job("daily_monitoring"), cron_schedule=DAILY_CRON, job_name=dataset.job(MONITOR_JOB),
+    @dg.schedule(name=dataset.scoped("daily_monitoring"), cron_schedule=DAILY_CRON, job_name=dataset.scoped(MONITOR_JOB),
                  execution_timezone=TIMEZONE, default_status=dg.DefaultScheduleStatus.RUNNING)  # fmt: skip
     def daily_monitoring(context: dg.ScheduleEvaluationContext, registry: RegistryResource):
         """Drift report and retraining decision every day at 06:00, once there is a production model."""

@@ -31,7 +31,7 @@ def build_drift_sensor(dataset: Dataset, interval_seconds: int) -> dg.SensorDefi
     tick. The skip reason says which of these held the sensor back."""
 
     @dg.sensor(
-        name=dataset.job("drift_sensor"),
+        name=dataset.scoped("drift_sensor"),
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         asset_selection=[dataset.key(asset.key.to_user_string()) for asset in MONITORING_ASSETS],
@@ -79,7 +79,7 @@ def build_drift_sensor(dataset: Dataset, interval_seconds: int) -> dg.SensorDefi
                                    "waits in shadow and the challenger sensor promotes it", cursor=json.dumps(state))  # fmt: skip
         now = clock.now()
         held_back = (
-            _held_back(context.instance, dataset.job(RETRAIN_JOB), decisions.policy(), now, reported,
+            _held_back(context.instance, dataset.scoped(RETRAIN_JOB), decisions.policy(), now, reported,
                        monitoring.repeat_after_hours)
             or _labels_missing(source, dataset_gates(spec.gates, decisions.gates()))
             # A model past its age is due whatever it learned since; a finding waits for new evidence.

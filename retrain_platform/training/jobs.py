@@ -19,7 +19,7 @@ def training_jobs(dataset: Dataset, assets: list[dg.AssetsDefinition]) -> list:
     keys = [dataset.key(EVALUATION_ASSET), dataset.key(PRODUCTION_ASSET)]
     return [
         dg.define_asset_job(
-            dataset.job(RETRAIN_JOB),
+            dataset.scoped(RETRAIN_JOB),
             selection=dg.AssetSelection.assets(*assets),
             description=f"{dataset.name}: ingest, validate, train, evaluate and promote if every gate passes.",
             tags=PROMOTION_TAGS,
@@ -27,7 +27,7 @@ def training_jobs(dataset: Dataset, assets: list[dg.AssetsDefinition]) -> list:
         # The newest candidate, stored by its retrain, evaluated again with the live evidence gathered
         # since: a challenger that waited in shadow is promoted or rejected without training again.
         dg.define_asset_job(
-            dataset.job(REEVALUATE_JOB),
+            dataset.scoped(REEVALUATE_JOB),
             selection=dg.AssetSelection.assets(*keys),
             description=f"{dataset.name}: evaluate the waiting challenger again, now with its live evidence; "
             "promote it if every gate passes.",

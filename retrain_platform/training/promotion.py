@@ -50,7 +50,7 @@ class RollbackConfig(dg.Config):
 
 
 def build_rollback_job(dataset: Dataset) -> dg.JobDefinition:
-    @dg.op(name=dataset.job("rollback_production"), out={}, pool=PROMOTION_POOL)
+    @dg.op(name=dataset.scoped("rollback_production"), out={}, pool=PROMOTION_POOL)
     def rollback_production(context: dg.OpExecutionContext, config: RollbackConfig, registry: RegistryResource):
         """Put the previous production version back in one step."""
         spec = dataset.spec
@@ -63,7 +63,7 @@ def build_rollback_job(dataset: Dataset) -> dg.JobDefinition:
                       "model_version": dg.MetadataValue.url(registry.version_url(spec.model_name, restored))},
         )  # fmt: skip
 
-    @dg.job(name=dataset.job(ROLLBACK_JOB), tags=PROMOTION_TAGS)
+    @dg.job(name=dataset.scoped(ROLLBACK_JOB), tags=PROMOTION_TAGS)
     def rollback_job():
         """Move the production alias back to the version it replaced."""
         rollback_production()
