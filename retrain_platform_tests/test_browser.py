@@ -293,10 +293,11 @@ def test_api_docs_render_with_nothing_from_outside(browser, tmp_path, shoot):
     with UvicornThread(create_app(Settings(home=tmp_path / "home"))) as serving:
         page.goto(f"{serving.url}/docs")
         expect(page.get_by_text("/predict", exact=True)).to_be_visible(timeout=30_000)
-        expect(page.get_by_text("Score one row")).to_be_visible()
+        expect(page.get_by_role("button", name="POST /predict Score one row", exact=True)).to_be_visible()
+        expect(page.get_by_role("button", name="POST /models/digits/predict Score one row")).to_be_visible()
         shoot(page, "serving-docs")
         page.goto(f"{serving.url}/redoc")
-        expect(page.get_by_role("heading", name="Score one row")).to_be_visible(timeout=30_000)
+        expect(page.get_by_role("heading", name="Score one row").first).to_be_visible(timeout=30_000)
         shoot(page, "serving-redoc")
     context.close()
     assert refused == []
