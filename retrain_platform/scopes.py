@@ -39,7 +39,7 @@ def scoped_store_url(url: str, scope: str) -> str:
         if parsed.database in (None, "", ":memory:"):
             return url  # an in-memory log is the process's own anyway
         path = Path(parsed.database)
-        return parsed.set(database=str(path.parent / "datasets" / scope / path.name)).render_as_string(hide_password=False)
+        return parsed.set(database=str(scoped_dir(path.parent, scope) / path.name)).render_as_string(hide_password=False)
     base = search_path_schema(url)  # a URL that names a schema: the dataset's is beside it, named after both
     schema = f"{base}{SEPARATOR}{scope}" if base else scope
     kept = [part for part in str(parsed.query.get("options", "")).split() if not part.startswith(SEARCH_PATH)]

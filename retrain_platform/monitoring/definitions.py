@@ -19,7 +19,7 @@ def monitoring_definitions(settings: Settings, dataset: Dataset) -> dg.Definitio
     return dg.Definitions(
         assets=[*assets, model_health],
         jobs=[monitor_job(dataset, assets)],
-        sensors=[build_drift_sensor(dataset, settings.drift_sensor_seconds),
+        sensors=[build_drift_sensor(dataset, assets, settings.drift_sensor_seconds),
                  build_challenger_sensor(dataset, settings.drift_sensor_seconds),
                  build_model_health_sensor(dataset, model_health, settings.health_sensor_seconds)],  # fmt: skip
         schedules=[build_daily_monitoring(dataset)],

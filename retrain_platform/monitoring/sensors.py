@@ -14,11 +14,10 @@ from retrain_platform.decisions.runs import recent_retrains
 from retrain_platform.names import REASON_TAG, RETRAIN_JOB, TRIGGER_TAG
 from retrain_platform.resources import Dataset, LabelledSource, RegistryResource
 
-from .jobs import MONITORING_ASSETS
 from .resources import MonitoringResource
 
 
-def build_drift_sensor(dataset: Dataset, interval_seconds: int) -> dg.SensorDefinition:
+def build_drift_sensor(dataset: Dataset, assets: list[dg.AssetsDefinition], interval_seconds: int) -> dg.SensorDefinition:
     """Every check is recorded in the monitoring log; a report and a decision are asked for only
     when they can lead somewhere. Not while the retrain policy would refuse a retrain (cooldown,
     weekly limit), not while fewer than the gates' `min_label_coverage` of the last
@@ -34,7 +33,7 @@ def build_drift_sensor(dataset: Dataset, interval_seconds: int) -> dg.SensorDefi
         name=dataset.scoped("drift_sensor"),
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        asset_selection=[dataset.key(asset.key.to_user_string()) for asset in MONITORING_ASSETS],
+        asset_selection=assets,  # the dataset's own drift_report and retraining_decision
     )
     def drift_sensor(
         context: dg.SensorEvaluationContext,
@@ -64,7 +63,7 @@ def build_drift_sensor(dataset: Dataset, interval_seconds: int) -> dg.SensorDefi
             if fresh < monitoring.min_new_predictions:
                 return dg.SkipReason(f"{fresh} new predictions since the last check; checking every {monitoring.min_new_predictions}")
             check = monitor.check(version, monitoring.window_rows, monitoring.policy())
-            evidence = monitor.evidence(check, version, monitoring.window_rows)
+            evidence = monitor.evidence(check, version, monitoring.window_rows, age=monitoring.max_model_age_days > 0)
         reported = cursor.get("reported", {}) if cursor.get("version") == version else {}
         state = {"newest": newest, "version": version, "reported": reported}
         if check is None:

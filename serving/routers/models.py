@@ -17,7 +17,7 @@ from .operations import add_model_info_route
 from .predictions import add_prediction_routes
 from .retrain import add_retrain_routes
 
-ROUTES = "POST predict, POST predict/batch, POST feedback, GET model-info, GET retrain"
+ROUTES = "POST predict, POST predict/batch, POST feedback, POST feedback/batch, GET model-info, GET retrain"
 
 
 class ServedModel(BaseModel):
