@@ -70,7 +70,7 @@ def drift_report(
         window_rows = config.window_rows or monitoring.window_rows
         check = monitor.check(version, window_rows, policy)
         reference = monitor.reference(version) if check is not None else None
-        evidence = monitor.evidence(check, version, window_rows)
+        evidence = monitor.evidence(check, version, window_rows, age=monitoring.max_model_age_days > 0)
     trigger, reasons = retrain_reasons(evidence, spec.auc_floor, monitoring.drift_retrains_alone, monitoring.max_model_age_days)
     realised = evidence.realised.auc if evidence.realised else None
     if check is None:

@@ -180,11 +180,14 @@ class Monitor:
         return estimate(cached.calibrator.transform(scores), scores, cached.profile.score_threshold,
                         replicas=cached.calibrator.transform_replicas(scores))  # fmt: skip
 
-    def evidence(self, check: DriftCheck | None, version: str, rows: int, min_labels: int = 200) -> Evidence:
+    def evidence(self, check: DriftCheck | None, version: str, rows: int, min_labels: int = 200,
+                 age: bool = False) -> Evidence:  # fmt: skip
         """Everything monitoring knows about `version` now: drift and the estimate (from `check`),
-        what its holdout promised, its realised AUC and the live comparison with the challenger."""
-        labelled = self.store.latest_predictions(rows, model_version=version, labelled=True)
-        return replace(self._evidence(check, version, labelled, min_labels), model_age_days=self.model_age_days(version))
+        what its holdout promised, its realised AUC and the live comparison with the challenger; its
+        age too when `age` (a registry read, asked for only where a maximum age is set)."""
+        evidence = self._evidence(check, version, self.store.latest_predictions(rows, model_version=version, labelled=True),
+                                  min_labels)  # fmt: skip
+        return replace(evidence, model_age_days=self.model_age_days(version)) if age else evidence
 
     def model_age_days(self, version: str) -> float | None:
         """Days from the end of the version's data window to now, on the platform clock (simulated in

@@ -63,7 +63,7 @@ def build_drift_sensor(dataset: Dataset, assets: list[dg.AssetsDefinition], inte
             if fresh < monitoring.min_new_predictions:
                 return dg.SkipReason(f"{fresh} new predictions since the last check; checking every {monitoring.min_new_predictions}")
             check = monitor.check(version, monitoring.window_rows, monitoring.policy())
-            evidence = monitor.evidence(check, version, monitoring.window_rows)
+            evidence = monitor.evidence(check, version, monitoring.window_rows, age=monitoring.max_model_age_days > 0)
         reported = cursor.get("reported", {}) if cursor.get("version") == version else {}
         state = {"newest": newest, "version": version, "reported": reported}
         if check is None:

@@ -163,6 +163,8 @@ def _play(traffic, spec: DatasetSpec, config, clock_file, platform, instance, re
                 inbox.drop(RetrainingDecision(decision_date=clock.now(), retrain=True, trigger="manual", force=True,
                                               reason="replay: a person asks for a retrain", source="replay"))  # fmt: skip
                 settle(instance, platform, config.settle_timeout)  # the platform acts on it before the day's traffic
+                # Serving swaps at its next poll: the day's traffic must meet the model it promoted.
+                platform.wait_for_serving(registry.production_version())
             for first in range(0, len(rows), config.batch_rows):
                 batch = rows.iloc[first : first + config.batch_rows]
                 now = batch[spec.timestamp].iloc[-1]
