@@ -36,6 +36,7 @@ class Settings(BaseModel):
     drift_window_rows: int = 5_000  # newest predictions of the production model that a check compares
     drift_report_repeat_hours: float = 24.0  # persistent drift of one model version is reported this often
     drift_false_alarm_rate: float = 0.05  # chance that a check of unchanged traffic flags any column
+    drift_alarm_quiet_days: float = 7.0  # flagged checks closer than this are one episode: one alarm
     drift_min_importance: float = 0.10  # share of the model's importance drifted columns must carry to flag
     # Drift that matters asks for a retrain even while the expected AUC holds (off: it must come with
     # an expected loss; realised and live performance ask on their own either way).

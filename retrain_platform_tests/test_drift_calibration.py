@@ -15,7 +15,8 @@ import pytest
 
 from retrain_platform.core.drift import ReferenceProfile
 from retrain_platform.core.drift_calibration import DriftCalibration, NullSpread
-from retrain_platform.core.monitoring import FLAG, OK, WARN, DriftPolicy, assess_drift
+from retrain_platform.core.alarms import raised_alarms
+from retrain_platform.core.monitoring import ALERT, FLAG, OK, WARN, DriftPolicy, assess_drift
 from retrain_platform.datasets.flights import FLIGHTS
 
 WINDOW = 2_000
@@ -163,3 +164,34 @@ def test_a_model_past_its_age_asks_for_a_retrain_by_its_age_and_says_so():
     for cause in ("challenger", "age"):
         decision = RetrainingDecision(decision_date=datetime(2013, 5, 1, tzinfo=UTC), retrain=True, reason="r", trigger=cause)
         assert RetrainingDecision.from_json(decision.to_json()).trigger == cause
+
+
+# -- alarms: one per episode of drift ----------------------------------------------------------
+def _checks(rows: list[tuple[str, str, str, list[str]]]) -> pd.DataFrame:
+    """(traffic day, version, level, drifted columns) as the monitoring log gives them, oldest first."""
+    return pd.DataFrame([{"checked_at": pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=1),
+                          "event_time": pd.Timestamp(day, tz="UTC"), "model_version": version, "level": level,
+                          "drifted_columns": columns} for day, version, level, columns in rows])  # fmt: skip
+
+
+def test_persistent_drift_raises_one_alarm_per_episode_and_version():
+    checks = _checks([
+        ("2013-04-10", "2", OK, []),
+        ("2013-04-11", "2", FLAG, ["dest", "temp"]),  # an episode starts
+        ("2013-04-12", "2", FLAG, ["dest"]),
+        ("2013-04-13", "2", WARN, []),  # a quiet check within the quiet spell does not end it
+        ("2013-04-16", "2", FLAG, ["dest", "precip"]),
+        ("2013-04-17", "3", FLAG, ["carrier"]),  # another version: its own episode
+        ("2013-04-18", "2", ALERT, ["dest", "precip", "visib"]),  # an escalation raises
+        ("2013-04-19", "2", ALERT, ["dest"]),
+        ("2013-04-27", "2", FLAG, ["dest"]),  # 8 days after the last flagged check: a new episode
+    ])  # fmt: skip
+    alarms = raised_alarms(checks, quiet_days=7)
+    assert [(str(a.event_time.date()), a.model_version, a.level) for a in alarms.itertuples()] == [
+        ("2013-04-11", "2", FLAG), ("2013-04-17", "3", FLAG), ("2013-04-18", "2", ALERT), ("2013-04-27", "2", FLAG)]
+    first = alarms.iloc[0]
+    assert first["episode_checks"] == 5 and str(first["episode_last"].date()) == "2013-04-19"
+    assert first["episode_columns"][0] == "dest" and set(first["episode_columns"]) == {"dest", "temp", "precip", "visib"}
+    assert alarms.iloc[2]["episode_checks"] == 5  # the escalation belongs to the same episode
+    assert len(raised_alarms(checks, quiet_days=0)) == 7  # no grouping: an alarm at every flagged check
+    assert raised_alarms(checks[checks["level"] == OK]).empty

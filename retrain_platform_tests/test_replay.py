@@ -66,7 +66,7 @@ def test_short_replay_closes_the_loop(tmp_path):
     assert not served_monthly_auc(settings).empty
     report = summary(settings, monthly_table(settings, "2013-03-01", "2013-03-04"), "2013-03-01")
     assert "promote v" in report and "holdout AUC" in report
-    assert "| drift alarms | 0 of" in report and "| promotions that lowered holdout AUC |" in report
+    assert "| drift alarms | 0 (from" in report and "| promotions that lowered holdout AUC |" in report
 
 
 DELIVERIES_YAML = """\

@@ -733,6 +733,9 @@ def test_retrain_health_shows_auc_per_day_alarms_and_decisions(client, server):
         check(day + timedelta(hours=2), realised_auc=0.70, promised_auc=0.74, event_time=day + timedelta(hours=1)),
         check(day + timedelta(hours=5), realised_auc=0.71, promised_auc=0.74, estimated_auc=0.72,
               estimated_auc_low=0.69, estimated_auc_high=0.75, event_time=day + timedelta(hours=4)),
+        # Drift that persists is one episode: this check raises the alarm, the next one extends it.
+        check(day + timedelta(hours=23), "flag", drifted_columns=["precip", "dest"], drifted_importance=0.3,
+              event_time=day + timedelta(days=1, hours=1)),
         check(day + timedelta(days=1), "flag", drifted_columns=["wind_speed", "precip"], drifted_importance=0.45,
               estimated_auc=0.66, estimated_auc_low=0.62, estimated_auc_high=0.70, promised_auc=0.74,
               event_time=day + timedelta(days=1, hours=2)),
@@ -753,7 +756,7 @@ def test_retrain_health_shows_auc_per_day_alarms_and_decisions(client, server):
     assert answer.status_code == 200, answer.text
     health = answer.json()
     assert health["model_version"] == client.get("/health").json()["model_version"] is not None
-    assert health["monitoring_log"] == "ok" and health["checks_read"] == 5 and health["decisions_unreadable"] == 0
+    assert health["monitoring_log"] == "ok" and health["checks_read"] == 6 and health["decisions_unreadable"] == 0
     assert [d["day"] for d in health["days"]] == ["2013-06-05", "2013-06-04", "2013-06-03"]
     newest, flagged, first = health["days"]
     assert (newest["level"], newest["model_version"], newest["promised_auc"]) == ("alert", "2", 0.76)
@@ -762,7 +765,10 @@ def test_retrain_health_shows_auc_per_day_alarms_and_decisions(client, server):
                      "realised_auc": 0.71, "estimated_auc": 0.72, "estimated_auc_low": 0.69,
                      "estimated_auc_high": 0.75, "promised_auc": 0.74}  # the day's newest check  # fmt: skip
     assert [(a["level"], a["drifted_columns"], a["drifted_importance"], a["event_time"]) for a in health["alarms"]] == [
-        ("alert", ["visib"], 0.6, None), ("flag", ["wind_speed", "precip"], 0.45, "2013-06-04T02:00:00Z")]
+        ("alert", ["visib"], 0.6, None), ("flag", ["precip", "dest"], 0.3, "2013-06-04T01:00:00Z")]
+    episode = health["alarms"][1]
+    assert (episode["episode_checks"], episode["episode_last"]) == (2, "2013-06-04T02:00:00Z")
+    assert episode["episode_columns"][0] == "precip" and set(episode["episode_columns"]) == {"precip", "dest", "wind_speed"}
     assert [(d["trigger"], d["retrain"], d["status"]) for d in health["decisions"]] == [
         ("manual", False, "no-retrain"), ("drift", True, "retrain")]
     assert health["decisions"][1]["decision_date"] == "2013-06-04T03:00:00Z"
@@ -774,7 +780,8 @@ def test_retrain_health_shows_auc_per_day_alarms_and_decisions(client, server):
     assert ">0.710<" in days and "0.720 <span" in days and "(0.690&ndash;0.750)" in days and ">0.740<" in days
     assert ">0.700<" not in days  # an older check of the same day
     alarms = page.text.split('id="health-alarms"')[1].split("</table>")[0]
-    assert "wind_speed, precip" in alarms and ">45%<" in alarms and ">60%<" in alarms and "2013-06-04 02:00" in alarms
+    assert "precip, dest" in alarms and ">30%<" in alarms and ">60%<" in alarms and "2013-06-04 01:00" in alarms
+    assert "2 checks to 2013-06-04 02:00; also wind_speed" in alarms
     decisions = page.text.split('id="health-decisions"')[1].split("</table>")[0]
     assert "analyst &lt;b&gt;suspects&lt;/b&gt; delays" in decisions and ">no-retrain<" in decisions
     assert "2013-06-04 03:00" in decisions and "<script" not in page.text.split('id="health"')[1].split("</section>")[0]

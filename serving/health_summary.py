@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from retrain_platform.core.alarms import QUIET_DAYS, check_times, raised_alarms
 from retrain_platform.decisions.folder import oldest_first
 from retrain_platform.monitoring.log import MonitoringLog
 
@@ -26,7 +27,6 @@ CHECKS_READ = 2_000  # the newest checks of the monitoring log
 DECISIONS_READ = 20  # the newest files of the decisions archive
 DAYS = 14
 ALARMS = 10
-ALARM_LEVELS = ("flag", "alert")
 
 
 def _value(value):
@@ -46,15 +46,15 @@ def health_days(checks: pd.DataFrame, days: int = DAYS) -> list[HealthDay]:
     lands on the day it judged."""
     if checks.empty:
         return []
-    when = pd.to_datetime(checks["event_time"], utc=True).fillna(pd.to_datetime(checks["checked_at"], utc=True))
-    newest = checks.assign(day=when.dt.date).groupby("day", sort=True).tail(1)  # the log is oldest first
+    newest = checks.assign(day=check_times(checks).dt.date).groupby("day", sort=True).tail(1)  # the log is oldest first
     newest = newest.sort_values("day", kind="stable").tail(days).iloc[::-1]
     return [HealthDay(**{k: v for k, v in _row(check).items() if k in HealthDay.model_fields})
             for _, check in newest.iterrows()]  # fmt: skip
 
 
-def health_alarms(checks: pd.DataFrame, limit: int = ALARMS) -> list[HealthAlarm]:
-    alarms = checks[checks["level"].isin(ALARM_LEVELS)].tail(limit).iloc[::-1]
+def health_alarms(checks: pd.DataFrame, quiet_days: float = QUIET_DAYS, limit: int = ALARMS) -> list[HealthAlarm]:
+    """The newest alarms first: one per episode of drift, with how long it has lasted."""
+    alarms = raised_alarms(checks, quiet_days).tail(limit).iloc[::-1]
     return [HealthAlarm(**{k: v for k, v in _row(check).items() if k in HealthAlarm.model_fields})
             for _, check in alarms.iterrows()]  # fmt: skip
 
@@ -85,7 +85,8 @@ def read_checks(store_url: str, limit: int = CHECKS_READ) -> pd.DataFrame:
         log.close()
 
 
-def read_health(store_url: str, archive: Path, model_name: str, model_version: str | None) -> ModelHealthSummary:
+def read_health(store_url: str, archive: Path, model_name: str, model_version: str | None,
+                alarm_quiet_days: float = QUIET_DAYS) -> ModelHealthSummary:
     """Never raises for an unreadable log: the page is still worth showing, with the decisions."""
     checks, error = None, None
     try:
@@ -102,7 +103,7 @@ def read_health(store_url: str, archive: Path, model_name: str, model_version: s
         monitoring_error=error,
         checks_read=0 if checks is None else len(checks),
         days=[] if checks is None else health_days(checks),
-        alarms=[] if checks is None else health_alarms(checks),
+        alarms=[] if checks is None else health_alarms(checks, alarm_quiet_days),
         decisions=decisions,
         decisions_unreadable=unreadable,
     )

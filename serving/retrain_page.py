@@ -133,9 +133,18 @@ def _alarms(health: ModelHealthSummary) -> str:
         return f'<p id="health-alarms">No alarm in the newest {health.checks_read} checks.</p>'
     rows = [[_td(_time(a.checked_at), "time"), _td(_time(a.event_time), "time"), _td(html.escape(a.model_version)),
              _td(a.level, a.level), _td(html.escape(", ".join(a.drifted_columns)) or "&mdash;"),
-             _td(_share(a.drifted_importance), "num")] for a in health.alarms]  # fmt: skip
-    headings = ["Checked (UTC)", "Traffic up to", "Version", "Level", "Drifted columns", "Share of importance"]
-    return _table("health-alarms", headings, rows)
+             _td(_share(a.drifted_importance), "num"), _td(_episode(a), "num")] for a in health.alarms]  # fmt: skip
+    headings = ["Checked (UTC)", "Traffic up to", "Version", "Level", "Drifted columns", "Share of importance", "Episode"]
+    note = ('<p class="muted">One alarm per episode: drift that persists is not raised again at every check. '
+            "An episode ends after a quiet spell with no flagged check of its version.</p>")  # fmt: skip
+    return _table("health-alarms", headings, rows) + note
+
+
+def _episode(alarm) -> str:
+    """How long the drift has lasted: flagged checks, until when, and which columns it touched."""
+    others = [c for c in alarm.episode_columns if c not in alarm.drifted_columns]
+    more = f"; also {html.escape(', '.join(others))}" if others else ""
+    return f"{alarm.episode_checks} checks to {_time(alarm.episode_last)}{more}"
 
 
 def _decisions(health: ModelHealthSummary) -> str:

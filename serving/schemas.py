@@ -255,6 +255,9 @@ class HealthAlarm(BaseModel):
     level: Literal["flag", "alert"]
     drifted_columns: list[str]
     drifted_importance: float | None = Field(description="share of the model's importance that drifted, 0 to 1")
+    episode_checks: int = Field(description="checks of this version that flagged drift in this episode, this one included")
+    episode_last: datetime = Field(description="when the episode's newest flagged check's traffic was")
+    episode_columns: list[str] = Field(description="every column drifted during the episode, most often first")
 
 
 class HealthDecision(BaseModel):
@@ -275,6 +278,6 @@ class ModelHealthSummary(BaseModel):
     monitoring_error: str | None = Field(description="why the log could not be read, when unreadable")
     checks_read: int = Field(description="how many of the newest checks the summary was made from (capped)")
     days: list[HealthDay] = Field(description="newest day first: each day's newest check")
-    alarms: list[HealthAlarm] = Field(description="newest first: checks at level flag or alert")
+    alarms: list[HealthAlarm] = Field(description="newest first: one per episode of drift (a check at level flag or alert after a quiet spell, or an escalation to alert)")
     decisions: list[HealthDecision] = Field(description="newest first, from the decisions archive")
     decisions_unreadable: int = Field(description="archived files among the newest that could not be read")

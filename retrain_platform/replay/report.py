@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from retrain_platform.core.alarms import raised_alarms
+from retrain_platform.core.monitoring import ALERT, FLAG
 from retrain_platform.core.training import TrainParams
 from retrain_platform.datasets import get_spec
 from retrain_platform.decisions.folder import DecisionFolder
@@ -64,14 +66,14 @@ def decisions(settings: Settings) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.archive.glob("*.json"))] if folder.archive.exists() else []
 
 
-def drift_alarms(settings: Settings) -> tuple[int, pd.DataFrame]:
-    """How many checks ran, and those that flagged drift (level flag or alert), oldest first."""
+def drift_alarms(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every check, oldest first, and the alarms they raised (one per episode of drift)."""
     log = MonitoringLog(settings.store_url)
     try:
         checks = log.history(limit=1_000_000)
     finally:
         log.close()
-    return len(checks), checks[checks["level"].isin(["flag", "alert"])].sort_values("check_id")
+    return checks, raised_alarms(checks, settings.drift_alarm_quiet_days)
 
 
 def _holdout_aucs(tags: dict[str, str]) -> dict[str, float]:
@@ -110,7 +112,8 @@ def targets(settings: Settings, table: pd.DataFrame, start: str, made: list[dict
     retrains = sum(d["retrain"] for d in made)
     oracle_retrains = len(table)  # each oracle retrains on the 1st of every replayed month
     lowered = [p for p in promoted if not p["holdout_auc"] >= p["champion_holdout_auc"]]  # NaN counts as lowered
-    checked, alarms = drift_alarms(settings)
+    checks, alarms = drift_alarms(settings)
+    flagged = int(checks["level"].isin([FLAG, ALERT]).sum())
 
     def row(name, value, goal, ok):
         return f"| {name} | {value} | {goal} | {'met' if ok else '**missed**'} |"
@@ -122,7 +125,7 @@ def targets(settings: Settings, table: pd.DataFrame, start: str, made: list[dict
             served >= static + 0.03),
         row("retrains", f"{retrains} (oracles: {oracle_retrains} each)", "fewer than the oracles", retrains < oracle_retrains),
         row("promotions that lowered holdout AUC", f"{len(lowered)} of {len(promoted)}", "none", not lowered),
-        row("drift alarms", f"{len(alarms)} of {checked} checks", "at most one a month replayed",
+        row("drift alarms", f"{len(alarms)} (from {flagged} flagged checks of {len(checks)})", "at most one a month replayed",
             len(alarms) <= max(len(table), 1)),
         "",
     ]  # fmt: skip
@@ -142,7 +145,9 @@ def summary(settings: Settings, table: pd.DataFrame, start: str) -> str:
     lines += [f"## Drift alarms ({len(alarms)}; per month: "
               + (", ".join(f"{m} {n}" for m, n in months.items()) or "none") + ")", ""]
     lines += [f"- traffic of {pd.Timestamp(a['event_time']):%Y-%m-%d %H:%M} v{a['model_version']} {a['level']}: "
-              f"{', '.join(a['drifted_columns'])} ({a['drifted_importance']:.0%} of the model's importance)"
+              f"{', '.join(a['drifted_columns'])} ({a['drifted_importance']:.0%} of the model's importance); "
+              f"episode: {a['episode_checks']} flagged checks to {a['episode_last']:%Y-%m-%d}, "
+              f"columns {', '.join(a['episode_columns'])}"
               for _, a in alarms.iterrows()]  # fmt: skip
     lines += ["", f"## Decisions ({sum(d['retrain'] for d in made)} retrains of {len(made)})", ""]
     lines += [f"- {d['decision_date'][:16]} {d['trigger']}: {'retrain' if d['retrain'] else 'no retrain'}: {d['reason'][:200]}" for d in made]

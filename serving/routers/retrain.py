@@ -31,7 +31,7 @@ def add_retrain_routes(router: APIRouter, serving: Serving, prefix: str = "") ->
     def health() -> ModelHealthSummary:
         current = serving.holder.served
         return read_health(serving.store_url, serving.decisions_dir / "archive", model_name,
-                           current.version if current else None)  # fmt: skip
+                           current.version if current else None, settings.drift_alarm_quiet_days)  # fmt: skip
 
     # Plain `def` handlers: FastAPI runs them in its threadpool, so the log's query and the archive's
     # file reads never block the event loop that answers predictions.
