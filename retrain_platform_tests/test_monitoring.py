@@ -123,7 +123,7 @@ def test_a_model_past_its_age_asks_for_a_retrain_by_its_age(served_home):
     # The same traffic, the model's data ending 2013-02-28 and the clock today: past 30 days.
     aged = build_definitions(quiet.model_copy(update={"retrain_max_model_age_days": 30.0}))
     [request] = tick(aged, instance).run_requests
-    assert "its newest training data is" in request.tags["retrain_platform/reason"]
+    assert "the newest retrain's data is" in request.tags["retrain_platform/reason"]
     assert request.tags["retrain_platform/trigger"] == "age"  # nothing else asked: the quiet tick above
 
 
@@ -147,7 +147,7 @@ def test_persistent_drift_is_reported_once_a_day(served_home, tmp_path, monkeypa
     assert again.tags["retrain_platform/trigger"] == "drift"
 
 
-def test_sensor_holds_back_while_a_retrain_would_be_refused(served_home):
+def test_sensor_holds_back_while_a_retrain_would_be_refused(served_home, tmp_path, monkeypatch):
     settings, instance = served_home
     serve(settings, flights_between("2013-08-01", "2013-08-15", 1_000, seed=7))
     cooling = build_definitions(settings.model_copy(update={"retrain_cooldown_hours": 48.0}))
@@ -170,11 +170,25 @@ def test_sensor_holds_back_while_a_retrain_would_be_refused(served_home):
     assert len(tick(build_definitions(enough), instance).run_requests) == 1
 
     # A candidate trained on that evidence and rejected: the same evidence must not ask again.
-    rejected = run_job(build_definitions(settings), instance, raw_data={"window_days": 28, "window_end": "2013-02-28"},
+    rejected = run_job(build_definitions(settings), instance, raw_data={"window_days": 28, "window_end": "2013-03-20"},
                        candidate_model={"max_rounds": 30}, evaluation_report={"min_improvement": 1.0})  # fmt: skip
     assert not rejected.success and ModelRegistry(settings.tracking_uri, FLIGHTS.model_name).production_version() == "1"
     again = tick(build_definitions(enough), instance)
     assert not again.run_requests and "0 predictions labelled since version 2 was trained" in again.skip_message
+
+    # A maximum age counts from the newest retrain, rejected or not (its data ends 2013-03-20), not
+    # from the champion (02-28): else every tick after a rejection would ask again by age.
+    def said_at(day: str) -> str:
+        now = tmp_path / f"clock-{day}.txt"
+        clock.set_simulated(now, datetime.fromisoformat(f"{day}T12:00:00+00:00"))
+        monkeypatch.setenv(clock.CLOCK_FILE_ENV, str(now))
+        aged = settings.model_copy(update={"drift_retrains_alone": False, "retrain_max_model_age_days": 30.0})
+        result = tick(build_definitions(aged), instance)
+        return "; ".join(r.tags["retrain_platform/reason"] for r in result.run_requests) or result.skip_message
+
+    assert "days old (at most 30)" not in said_at("2013-04-10")  # the champion's data is 41 days old
+    assert "the newest retrain's data is 36 days old" in said_at("2013-04-25")
+    monkeypatch.delenv(clock.CLOCK_FILE_ENV)
 
     log = MonitoringLog(settings.store_url)
     assert list(log.history()["source"][-5:]) == ["drift_sensor"] * 5  # every check is on record

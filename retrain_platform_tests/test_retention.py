@@ -1,14 +1,17 @@
 """Reads that cost what their window costs, and the log's retention: PostgreSQL drops old days'
 partitions whole (labels with their predictions), SQLite deletes old rows in small batches."""
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from unittest.mock import ANY
 
 import pytest
 import sqlalchemy as sa
 
-from retrain_platform.store import PredictionStore
-from retrain_platform.store.schema import add_partitions
+from retrain_platform.store import LabelRecord, PredictionStore, UnknownPrediction
+from retrain_platform.store.schema import add_partitions, day_start
+from serving.ids import prediction_id
 
 from .conftest import make_settings
 from .serving_fixtures import postgres_store_url
@@ -102,3 +105,57 @@ def test_a_sensor_tick_reads_only_the_rows_after_its_cursor(served_home, stateme
     assert all("created_at >" in s for s in counts), counts  # a count is of a window, never of the log
     assert any("created_at >" in s and "LIMIT" in s for s in log_reads)  # the newest rows after the cursor
     assert all("LIMIT" in s or "created_at >" in s for s in log_reads), log_reads  # nothing unbounded
+
+
+def days_read(store: PredictionStore, act) -> list[set[str]]:
+    """Per statement `act` runs on the log's tables: the day partitions its plan reads (EXPLAIN)."""
+    seen = []
+    capture = lambda conn, cursor, statement, parameters, context, many: seen.append((statement, parameters))  # noqa: E731
+    sa.event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        act()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", capture)
+    with store.engine.connect() as conn:
+        plans = ["\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars())
+                 for statement, parameters in seen if statement.startswith("SELECT")]  # fmt: skip
+    return [set(re.findall(r"\b(?:predictions|labels)_(?:\d{8}|default)\b", plan)) for plan in plans]
+
+
+def id_at(when: datetime) -> str:
+    """A prediction id as serving makes it, of the time `when`."""
+    digits = f"{int(when.timestamp() * 1000):012x}"
+    return f"{digits[:8]}-{digits[8:]}{prediction_id()[13:]}"
+
+
+def test_a_label_looks_its_prediction_up_in_the_day_its_id_names(postgres_url, tmp_path):
+    """/feedback finds a prediction by id: in its id's day alone (serving's ids hold their time), not
+    in every day's partition. An id of another form, or logged at another time, is found all the same."""
+    with postgres_store_url(postgres_url) as url:
+        store = PredictionStore(url, log_dir=tmp_path / "log")
+        add_partitions(store.engine, NOW - timedelta(days=10), 12)
+        noon = day_start(NOW) - timedelta(hours=12)
+        row = lambda i, at: {"prediction_id": i, "created_at": at, "model_version": "1", "features": {"x": 1},  # noqa: E731
+                             "score": 0.5, "predicted_label": 1}  # fmt: skip
+        served, replayed, other = id_at(noon), id_at(noon), str(uuid.uuid4())
+        store.record_many([row(served, noon), row(replayed, noon - timedelta(days=5)), row(other, noon - timedelta(days=3))])
+        store.flush()
+        day = f"{noon:%Y%m%d}"
+        assert days_read(store, lambda: store.add_label(served, 1)) == [{f"predictions_{day}"}, {f"labels_{day}"}]
+        assert store.add_labels([(replayed, 0), (other, 1), (id_at(noon), 1)])[:2] == [
+            LabelRecord(replayed, 0, ANY, "1"), LabelRecord(other, 1, ANY, "1")]  # fmt: skip
+        with pytest.raises(UnknownPrediction):
+            store.add_label(id_at(noon), 1)
+        store.close()
+
+
+def test_the_newest_rows_are_read_from_their_days_alone(postgres_url, tmp_path):
+    """Their time span is read first and given as literals: the planner prunes every other day."""
+    with postgres_store_url(postgres_url) as url:
+        store = PredictionStore(url, log_dir=tmp_path / "log")
+        add_partitions(store.engine, NOW - timedelta(days=10), 12)
+        log_days(store, 9, 5, 1)
+        read = days_read(store, lambda: store.latest_predictions(2, "1", labelled=True))
+        assert read[-1] == {f"predictions_{NOW - timedelta(days=1):%Y%m%d}", f"labels_{NOW - timedelta(days=1):%Y%m%d}"}
+        assert len(store.latest_predictions(2, "1", labelled=True)) == 2
+        store.close()

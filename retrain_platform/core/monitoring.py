@@ -101,7 +101,7 @@ class Evidence:
     estimated: PerformanceEstimate | None = None  # from calibrated scores, before labels
     realised: AucInterval | None = None  # on the newest labelled predictions
     live: LiveComparison | None = None  # against the shadow-scored challenger, same labelled rows
-    model_age_days: float | None = None  # since the end of the version's data window (platform clock)
+    model_age_days: float | None = None  # since the end of the newest retrain's data window (platform clock)
 
     def figures(self) -> dict[str, float | str]:
         """Promised, expected and realised AUC with their intervals, and the live difference, as
@@ -156,7 +156,7 @@ def retrain_reasons(evidence: Evidence, auc_floor: float, drift_alone: bool = Fa
                            f"{e.promised.auc:.3f}: no retrain for drift alone")  # fmt: skip
     if max_age_days and e.model_age_days is not None and e.model_age_days > max_age_days:
         trigger = trigger or "age"
-        reasons.append(f"its newest training data is {e.model_age_days:.0f} days old (at most {max_age_days:g})")
+        reasons.append(f"the newest retrain's data is {e.model_age_days:.0f} days old (at most {max_age_days:g})")
     return trigger, reasons
 
 

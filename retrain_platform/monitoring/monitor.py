@@ -183,11 +183,14 @@ class Monitor:
     def evidence(self, check: DriftCheck | None, version: str, rows: int, min_labels: int = 200,
                  age: bool = False) -> Evidence:  # fmt: skip
         """Everything monitoring knows about `version` now: drift and the estimate (from `check`),
-        what its holdout promised, its realised AUC and the live comparison with the challenger; its
-        age too when `age` (a registry read, asked for only where a maximum age is set)."""
+        what its holdout promised, its realised AUC and the live comparison with the challenger; the
+        age of the newest retrain too when `age` (registry reads, asked for only where a maximum age
+        is set). The newest retrain, promoted or not: a candidate the gates rejected learned the same
+        data, and counting from the old champion would ask again at every tick after a rejection."""
         evidence = self._evidence(check, version, self.store.latest_predictions(rows, model_version=version, labelled=True),
                                   min_labels)  # fmt: skip
-        return replace(evidence, model_age_days=self.model_age_days(version)) if age else evidence
+        newest = (self.registry.newest_version() or version) if age else None
+        return replace(evidence, model_age_days=self.model_age_days(newest)) if age else evidence
 
     def model_age_days(self, version: str) -> float | None:
         """Days from the end of the version's data window to now, on the platform clock (simulated in

@@ -4,6 +4,7 @@ wants to know whether the prediction exists. Monitoring reads the log back as fr
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .schema import LOG_COLUMNS, PREDICTION_COLUMNS, AHEAD_DAYS, add_partitions, create_log_tables, create_store_engine
+from .schema import LOG_COLUMNS, AHEAD_DAYS, add_partitions, create_log_tables, create_store_engine
 from .schema import day_start, labels, predictions, utc_time_text
 from .segments import find_line
 from .writer import LogWriter, ShadowModel, WriterStats
@@ -41,6 +42,19 @@ def created_in(since: datetime, until: datetime | None, table: sa.Table = predic
 
 LABELLED = (labels.c.prediction_id == predictions.c.prediction_id) & (labels.c.created_at == predictions.c.created_at)
 LABEL_FIELDS = (labels.c.label, labels.c.labelled_at)
+READ = [*(c for c in predictions.c if c.name != "features"), sa.cast(predictions.c.features, sa.Text).label("features")]
+FRAME_TYPES = {"times": ("created_at", "labelled_at"), "floats": ["score", "shadow_score", "latency_ms"]}
+
+
+ID_SLACK = timedelta(hours=1)  # between an id's time and its row's: a clock step, a long request
+UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def id_time(prediction_id: str) -> datetime | None:
+    """A version 7 UUID's time (its first 48 bits: milliseconds since the epoch), else None."""
+    if UUID7.fullmatch(prediction_id):
+        return datetime.fromtimestamp(int(prediction_id[:8] + prediction_id[9:13], 16) / 1000, UTC)
+    return None
 
 
 class UnknownPrediction(LookupError):
@@ -122,7 +136,8 @@ class PredictionStore:
             found = self._logged(ids)
         try:
             with self.engine.begin() as conn:
-                done = set(conn.execute(sa.select(labels.c.prediction_id).where(labels.c.prediction_id.in_(ids))).scalars())
+                near = [labels.c.created_at.between(*(f(t for _, t in found.values()) for f in (min, max)))] if found else []
+                done = set(conn.execute(sa.select(labels.c.prediction_id).where(labels.c.prediction_id.in_(ids), *near)).scalars())
                 results = []
                 for prediction_id, label in items:
                     if prediction_id not in found:
@@ -139,9 +154,17 @@ class PredictionStore:
         return results
 
     def _logged(self, ids: list[str]) -> dict[str, tuple[str, datetime]]:
+        """Version and time of each id's prediction: first in the days its id's time names (serving's ids,
+        see serving/ids.py), as literal bounds that prune the other days' partitions; any id left, of
+        another form or logged at another time (a replay's clock), in every day."""
         query = sa.select(predictions.c.prediction_id, predictions.c.model_version, predictions.c.created_at)
+        found, times = {}, [t for i in ids if (t := id_time(i))]
         with self.engine.connect() as conn:
-            return {i: (version, time) for i, version, time in conn.execute(query.where(predictions.c.prediction_id.in_(ids)))}
+            for bounds in ([(min(times) - ID_SLACK, max(times) + ID_SLACK)] if times else []) + [None]:
+                if rest := [i for i in ids if i not in found]:
+                    near = [predictions.c.created_at.between(*bounds)] if bounds else []
+                    found |= {i: (v, t) for i, v, t in conn.execute(query.where(predictions.c.prediction_id.in_(rest), *near))}
+        return found
 
     # -- reading, for monitoring ---------------------------------------------------------------
     def count_predictions(self, since: datetime | None = None) -> int:  # reads the whole log: never periodic
@@ -157,30 +180,31 @@ class PredictionStore:
 
     def predictions_since(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
         """Predictions created in [since, until), one column per feature, oldest first."""
-        query = sa.select(predictions).where(created_in(since, until))
-        return self._frame(query.order_by(predictions.c.created_at), PREDICTION_COLUMNS)
+        query = sa.select(*READ).where(created_in(since, until))
+        return self._frame_of(query.order_by(predictions.c.created_at))
 
     def latest_predictions(self, limit: int, model_version: str | None = None, labelled: bool = False) -> pd.DataFrame:
         """The newest `limit` predictions (of one model version, if given; only labelled ones,
         with `label` and `labelled_at`, if asked), oldest first."""
-        # Their oldest and newest times come first from one (version, time) index, the labels' for labelled
-        # ones; bounded by both on both tables, the read touches that span's rows, not all those after it.
+        # Their oldest and newest times are read first, from one (version, time) index, the labels' for labelled
+        # ones. Given as literals, bounding both tables, they let the planner prune every other day's partition
+        # (from a subquery, planning covered every day) and the read touches that span's rows alone.
         table = labels if labelled else predictions
         of_version = lambda side: [] if model_version is None else [side.c.model_version == model_version]  # noqa: E731
-        times = sa.select(table.c.created_at).where(*of_version(table)).order_by(table.c.created_at.desc()).limit(limit)
-        since, until = (sa.select(f(times.subquery().c.created_at)).scalar_subquery() for f in (sa.func.min, sa.func.max))
-        query = sa.select(predictions, *LABEL_FIELDS).join(labels, LABELLED) if labelled else sa.select(predictions)
+        times = sa.select(table.c.created_at).where(*of_version(table)).order_by(table.c.created_at.desc()).limit(limit).subquery()
+        with self.engine.connect() as conn:
+            span = conn.execute(sa.select(sa.func.min(times.c.created_at), sa.func.max(times.c.created_at))).one()
+        query = sa.select(*READ, *LABEL_FIELDS).join(labels, LABELLED) if labelled else sa.select(*READ)
         for side in {predictions, table}:  # a label carries its prediction's time and version
-            query = query.where(side.c.created_at.between(since, until), *of_version(side))
-        columns = [*PREDICTION_COLUMNS, "label", "labelled_at"] if labelled else PREDICTION_COLUMNS
+            query = query.where(side.c.created_at.between(*span), *of_version(side))
         newest = query.order_by(table.c.created_at.desc(), predictions.c.prediction_id.desc()).limit(limit)  # ties: by id
-        return self._frame(newest, columns).iloc[::-1].reset_index(drop=True)
+        return self._frame_of(newest).iloc[::-1].reset_index(drop=True)
 
     def labelled_predictions(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
         """Predictions created in [since, until) that have a label, with `label` and `labelled_at`."""
-        query = sa.select(predictions, *LABEL_FIELDS).join(labels, LABELLED).where(
+        query = sa.select(*READ, *LABEL_FIELDS).join(labels, LABELLED).where(
             created_in(since, until), created_in(since, until, labels))  # fmt: skip
-        return self._frame(query.order_by(predictions.c.created_at), [*PREDICTION_COLUMNS, "label", "labelled_at"])
+        return self._frame_of(query.order_by(predictions.c.created_at))
 
     def label_counts(self, since: datetime, until: datetime | None = None) -> tuple[int, int]:
         """How many predictions were created in [since, until), and how many of them have a label."""
@@ -213,18 +237,3 @@ class PredictionStore:
                     gone = conn.execute(table.delete().where(older, table.c.prediction_id.in_(oldest))).rowcount
                 deleted += gone
         return deleted
-
-    def _frame(self, query, columns: list[str]) -> pd.DataFrame:
-        import pandas as pd  # here: serving imports this module and never reads frames
-
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        meta = pd.DataFrame.from_records([{c: row[c] for c in columns} for row in rows], columns=columns)
-        features = pd.DataFrame.from_records([row["features"] for row in rows])
-        for name in ("created_at", "labelled_at"):
-            if name in meta:
-                meta[name] = pd.to_datetime(meta[name], utc=True)
-        floats = ["score", "shadow_score", "latency_ms"]
-        meta[floats] = meta[floats].astype("float64")
-        # Feature names come from the spec and never clash with the log's own columns.
-        return pd.concat([meta, features.drop(columns=[c for c in features if c in meta], errors="ignore")], axis=1)

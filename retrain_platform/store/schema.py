@@ -3,15 +3,13 @@ window touches that window's days and retention drops old days whole (see `keep_
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from retrain_platform.database import UTCDateTime, create_store_engine, create_tables, json_text  # noqa: F401
-from retrain_platform.database import as_datetime, utc_time_text  # noqa: F401 - the log's time forms
+from retrain_platform.database import UTCDateTime, add_daily_partitions, create_store_engine, create_tables, json_text  # noqa: F401
+from retrain_platform.database import as_datetime, day_start, utc_time_text  # noqa: F401 - the log's time forms
 
-log = logging.getLogger(__name__)
 metadata = sa.MetaData()
 AHEAD_DAYS = 7  # days' partitions made in advance: upkeep that misses a few days refuses no row
 DAILY = {"postgresql_partition_by": "RANGE (created_at)"}
@@ -55,31 +53,10 @@ labels = sa.Table(
 )
 
 LOG_COLUMNS = [str(c.name) for c in predictions.columns]  # plain str: orjson refuses SQLAlchemy's as keys
-PREDICTION_COLUMNS = [name for name in LOG_COLUMNS if name != "features"]
-
-
-def day_start(when: datetime) -> datetime:
-    return as_datetime(when).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def add_partitions(engine: sa.Engine, first: datetime, days: int) -> None:
-    """PostgreSQL: the log's missing daily partitions from `first`'s day on, and a default one that
-    takes a row of any other day (a replay of the past, a clock far off) rather than refuse it."""
-    if engine.dialect.name != "postgresql":
-        return
-    wanted = {f"{table}_default": f"{table} DEFAULT" for table in ("predictions", "labels")}
-    for day in (day_start(first) + timedelta(days=n) for n in range(days)):
-        bounds = f"FOR VALUES FROM ('{day:%Y-%m-%d} 00:00+00') TO ('{day + timedelta(days=1):%Y-%m-%d} 00:00+00')"
-        wanted |= {f"{table}_{day:%Y%m%d}": f"{table} {bounds}" for table in ("predictions", "labels")}
-    with engine.connect() as conn:
-        missing = conn.execute(sa.text("SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(name) IS NULL"),
-                               {"names": list(wanted)}).scalars().all()  # fmt: skip
-    for name in sorted(missing, key=lambda n: not n.endswith("_default")):
-        try:
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {wanted[name]}")
-        except sa.exc.DBAPIError as err:  # made by another process just now, or its day has rows in the default
-            log.info("prediction log partition %s not made: %s", name, str(err).splitlines()[0])
+    add_daily_partitions(engine, first, days, ("predictions", "labels"))
 
 
 def create_log_tables(engine: sa.Engine) -> None:
