@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--min-new-label-share", type=float, default=0.25,
                         help="new labels (share of the newest model's rows) a drift retrain waits for")
     replay.add_argument("--max-model-age-days", type=float, default=0.0,
-                        help="a model whose newest training data is older asks for a retrain (0: never)")
+                        help="the newest retrain's data older than this asks for a retrain (0: never)")
     replay.add_argument("--gates", default="", help='JSON gate settings for retrains, e.g. \'{"cooldown_days": 1}\'')
     replay.add_argument("--port", type=int, default=8765, help="serving's port during the replay")
     report = sub.add_parser("replay-report", help="the month-by-month table, targets and plot of a finished replay")

@@ -148,9 +148,9 @@ def add_daily_partitions(engine: Engine, first: datetime, days: int, tables: tup
             log.info("partition %s not made: %s", name, str(err).splitlines()[0])
 
 
-def read_frame(engine: Engine, query: sa.Select, times: tuple[str, ...], floats: list[str]) -> pd.DataFrame:
-    """`query`'s rows as a frame whose column `features` (JSON text) is expanded into one column per key;
-    `times` as aware UTC, `floats` as float64 (a column of None included)."""
+def read_frame(engine: Engine, query: sa.Select) -> pd.DataFrame:
+    """`query`'s rows as a frame, its column `features` (JSON text) made one column per key, its
+    `UTCDateTime` columns aware UTC and its floats float64 (a column of None included)."""
     import pandas as pd  # here: serving imports the store and never reads frames
 
     with engine.connect() as conn:
@@ -159,8 +159,10 @@ def read_frame(engine: Engine, query: sa.Select, times: tuple[str, ...], floats:
         # read. Times come as aware datetimes (PostgreSQL) or UTC text (SQLite), features as JSON text.
         frame = pd.DataFrame.from_records(result.cursor.fetchall(), columns=list(result.keys()))
     features = pd.DataFrame(orjson.loads(f"[{','.join(frame.pop('features'))}]"))  # one parse: several times faster
-    for name in (name for name in times if name in frame):
-        frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
-    frame[floats] = frame[floats].astype("float64")
+    for column in query.selected_columns:
+        if isinstance(column.type, UTCDateTime):
+            frame[column.name] = pd.to_datetime(frame[column.name], utc=True, format="ISO8601")
+        elif isinstance(column.type, sa.Float):
+            frame[column.name] = frame[column.name].astype("float64")
     # Feature names come from the spec and never clash with the log's own columns.
     return pd.concat([frame, features.drop(columns=[c for c in features if c in frame], errors="ignore")], axis=1)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from .schema import LOG_COLUMNS, AHEAD_DAYS, add_partitions, create_log_tables, create_store_engine
-from .schema import day_start, labels, predictions, utc_time_text
+from .schema import day_start, labels, predictions, read_frame, utc_time_text
 from .segments import find_line
 from .writer import LogWriter, ShadowModel, WriterStats
 
@@ -42,8 +42,8 @@ def created_in(since: datetime, until: datetime | None, table: sa.Table = predic
 
 LABELLED = (labels.c.prediction_id == predictions.c.prediction_id) & (labels.c.created_at == predictions.c.created_at)
 LABEL_FIELDS = (labels.c.label, labels.c.labelled_at)
-READ = [*(c for c in predictions.c if c.name != "features"), sa.cast(predictions.c.features, sa.Text).label("features")]
-FRAME_TYPES = {"times": ("created_at", "labelled_at"), "floats": ["score", "shadow_score", "latency_ms"]}
+READ = [  # features as JSON text, parsed at once (see `read_frame`)
+    *(c for c in predictions.c if c.name != "features"), sa.cast(predictions.c.features, sa.Text).label("features")]
 
 
 ID_SLACK = timedelta(hours=1)  # between an id's time and its row's: a clock step, a long request
@@ -181,7 +181,7 @@ class PredictionStore:
     def predictions_since(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
         """Predictions created in [since, until), one column per feature, oldest first."""
         query = sa.select(*READ).where(created_in(since, until))
-        return self._frame_of(query.order_by(predictions.c.created_at))
+        return read_frame(self.engine, query.order_by(predictions.c.created_at))
 
     def latest_predictions(self, limit: int, model_version: str | None = None, labelled: bool = False) -> pd.DataFrame:
         """The newest `limit` predictions (of one model version, if given; only labelled ones,
@@ -198,13 +198,13 @@ class PredictionStore:
         for side in {predictions, table}:  # a label carries its prediction's time and version
             query = query.where(side.c.created_at.between(*span), *of_version(side))
         newest = query.order_by(table.c.created_at.desc(), predictions.c.prediction_id.desc()).limit(limit)  # ties: by id
-        return self._frame_of(newest).iloc[::-1].reset_index(drop=True)
+        return read_frame(self.engine, newest).iloc[::-1].reset_index(drop=True)
 
     def labelled_predictions(self, since: datetime, until: datetime | None = None) -> pd.DataFrame:
         """Predictions created in [since, until) that have a label, with `label` and `labelled_at`."""
         query = sa.select(*READ, *LABEL_FIELDS).join(labels, LABELLED).where(
             created_in(since, until), created_in(since, until, labels))  # fmt: skip
-        return self._frame_of(query.order_by(predictions.c.created_at))
+        return read_frame(self.engine, query.order_by(predictions.c.created_at))
 
     def label_counts(self, since: datetime, until: datetime | None = None) -> tuple[int, int]:
         """How many predictions were created in [since, until), and how many of them have a label."""

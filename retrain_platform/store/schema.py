@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from retrain_platform.database import UTCDateTime, add_daily_partitions, create_store_engine, create_tables, json_text  # noqa: F401
-from retrain_platform.database import as_datetime, day_start, utc_time_text  # noqa: F401 - the log's time forms
+from retrain_platform.database import UTCDateTime, add_daily_partitions, create_store_engine, create_tables  # noqa: F401
+from retrain_platform.database import as_datetime, day_start, json_text, read_frame, utc_time_text  # noqa: F401
 
 metadata = sa.MetaData()
 AHEAD_DAYS = 7  # days' partitions made in advance: upkeep that misses a few days refuses no row
