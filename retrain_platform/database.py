@@ -161,7 +161,7 @@ def read_frame(engine: Engine, query: sa.Select) -> pd.DataFrame:
     features = pd.DataFrame(orjson.loads(f"[{','.join(frame.pop('features'))}]"))  # one parse: several times faster
     for column in query.selected_columns:
         if isinstance(column.type, UTCDateTime):
-            frame[column.name] = pd.to_datetime(frame[column.name], utc=True, format="ISO8601")
+            frame[column.name] = pd.to_datetime(frame[column.name], utc=True, format="ISO8601", cache=False)
         elif isinstance(column.type, sa.Float):
             frame[column.name] = frame[column.name].astype("float64")
     # Feature names come from the spec and never clash with the log's own columns.
