@@ -103,6 +103,10 @@ class Evidence:
     live: LiveComparison | None = None  # against the shadow-scored challenger, same labelled rows
     model_age_days: float | None = None  # since the end of the newest retrain's data window (platform clock)
 
+    def past_age(self, max_age_days: float) -> bool:
+        """The newest retrain's data is older than `max_age_days` (0: no limit)."""
+        return bool(max_age_days) and self.model_age_days is not None and self.model_age_days > max_age_days
+
     def figures(self) -> dict[str, float | str]:
         """Promised, expected and realised AUC with their intervals, and the live difference, as
         plain numbers for metadata the UI plots over time; what is missing or undefined is left out."""
@@ -154,7 +158,7 @@ def retrain_reasons(evidence: Evidence, auc_floor: float, drift_alone: bool = Fa
             reasons.append(f"{e.drift.summary()}; but the expected AUC {e.estimated.auc:.3f} "
                            f"[{e.estimated.auc_low:.3f}, {e.estimated.auc_high:.3f}] holds the promised "
                            f"{e.promised.auc:.3f}: no retrain for drift alone")  # fmt: skip
-    if max_age_days and e.model_age_days is not None and e.model_age_days > max_age_days:
+    if e.past_age(max_age_days):
         trigger = trigger or "age"
         reasons.append(f"the newest retrain's data is {e.model_age_days:.0f} days old (at most {max_age_days:g})")
     return trigger, reasons

@@ -81,8 +81,10 @@ def build_drift_sensor(dataset: Dataset, assets: list[dg.AssetsDefinition], inte
             _held_back(context.instance, dataset.scoped(RETRAIN_JOB), decisions.policy(), now, reported,
                        monitoring.repeat_after_hours)
             or _labels_missing(source, dataset_gates(spec.gates, decisions.gates()))
-            # A model past its age is due whatever it learned since; a finding waits for new evidence.
-            or (None if trigger == "age" else _too_little_new_evidence(source, reg, monitoring.min_new_label_share))
+            # A model past its age is due whatever it learned since, whichever finding came first; a
+            # finding alone waits for new evidence.
+            or (None if evidence.past_age(monitoring.max_model_age_days)
+                else _too_little_new_evidence(source, reg, monitoring.min_new_label_share))
         )
         if held_back:
             return dg.SensorResult(skip_reason=f"version {version}: {'; '.join(reasons)}; {held_back}", cursor=json.dumps(state))
