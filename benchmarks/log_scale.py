@@ -2,9 +2,9 @@
 million predictions at one rate (`--per-day`, 30 % labelled; version 2 serves the newest 3 days,
 version 1 before), then every read a drift sensor tick, a drift report and a retrain make, timed
 (median of `--repeat`) and printed as a ratio against the same read at 1 million rows, with the
-machine's load average, the fill rate and the log's size on disk. Target: each
-≤ 100 ms and flat: a read costs what its window costs, not what the history holds. 100 million rows
-(about 44 GB, an hour to fill on two cores) are filled only with `--huge` and enough free disk; otherwise skipped with a message.
+machine's load average, the fill rate and the log's size on disk. Target: each ≤ 100 ms and flat:
+a read costs what its window costs, not what the history holds. 100 million rows (about 44 GB, an
+hour to fill on two cores) are filled only with `--huge` and enough free disk; otherwise skipped.
 
 Everything lives in a schema of its own (`--schema`), dropped at the end.
 
