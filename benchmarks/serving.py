@@ -642,7 +642,7 @@ def main() -> None:
     if args.batch_pause:
         # A paced client leaves the worker idle between requests: the log ships then, not during the next request.
         print(f"    paced, {args.batch_pause} ms between an answer and the next request: p50 {results['paced']['p50_ms']:.2f} ms"
-              f" (logging off: {results['paced_off']['p50_ms']:.2f} ms); the on/off difference round by round:")  # fmt: skip
+              f" (logging off: {results['paced_off']['p50_ms']:.2f} ms); on minus off, ms:")  # fmt: skip
         paired("paced", "paced_off", lambda a, b: a["p50_ms"] - b["p50_ms"])
     print("a 1,000-row batch in this process, stage by stage (median ms of 50; the HTTP figure adds the rest):")
     for name, ms in stages.items():
