@@ -16,7 +16,8 @@ uvicorn's access log off for both:
 - ours: `POST /predict/batch` with 1,000 rows, one request at a time (latency), logging on and off:
   back to back (the target's figure: the worker never idles, so the log ships during the next
   request), and paced (`--batch-pause` ms between an answer and the next request: the log ships
-  in between, as at a lower request rate); then, once the servers have stopped, each stage of that path timed alone in this process
+  in between, as at a lower request rate); then, once the servers have stopped, each stage of that
+  path timed alone in this process
   (validation, encoding, scoring, ids, the log's chunk), to show what the latency is made of.
 
 Both servers must return the same probability for the flight before anything is timed. Load comes
@@ -603,10 +604,10 @@ def main() -> None:
                     runs[name].append(measure(client, LABELS[name], urls[server_name] + "/batch", batch, 1, secs, warm,
                                               servers[server_name], pause))  # fmt: skip
             if not args.only_batch:
-                print(f"logging cost: {args.cost_pairs} pairs of {args.cost_slice:g} s slices, logging on and off in turn",
-                      flush=True)  # fmt: skip
-                slices = logging_cost_slices(client, urls["on"], urls["off"], one_ours, servers["on"], servers["off"], c,
-                                             args.cost_pairs, args.cost_slice)  # fmt: skip
+                print(f"logging cost: {args.cost_pairs} pairs of {args.cost_slice:g} s slices, logging on and off "
+                      "in turn", flush=True)  # fmt: skip
+                slices = logging_cost_slices(client, urls["on"], urls["off"], one_ours, servers["on"], servers["off"],
+                                             c, args.cost_pairs, args.cost_slice)  # fmt: skip
                 slice_costs = [pair.cost for pair in slices]
                 print(f"  pair by pair: {', '.join(f'{x * 100:.1f}' for x in slice_costs)} %")
                 for name in ("on", "off"):
@@ -641,8 +642,9 @@ def main() -> None:
           f"{verdict(batch_result['p50_ms'] <= 20)}   (logging off: {results['batch_off']['p50_ms']:.2f} ms)")  # fmt: skip
     if args.batch_pause:
         # A paced client leaves the worker idle between requests: the log ships then, not during the next request.
-        print(f"    paced, {args.batch_pause} ms between an answer and the next request: p50 {results['paced']['p50_ms']:.2f} ms"
-              f" (logging off: {results['paced_off']['p50_ms']:.2f} ms); on minus off, ms:")  # fmt: skip
+        print(f"    paced, {args.batch_pause} ms between an answer and the next request: p50 "
+              f"{results['paced']['p50_ms']:.2f} ms (logging off: {results['paced_off']['p50_ms']:.2f} ms); "
+              "on minus off, ms:")  # fmt: skip
         paired("paced", "paced_off", lambda a, b: a["p50_ms"] - b["p50_ms"])
     print("a 1,000-row batch in this process, stage by stage (median ms of 50; the HTTP figure adds the rest):")
     for name, ms in stages.items():
@@ -650,8 +652,8 @@ def main() -> None:
     print(f"  {'sum':44s} {sum(stages.values()):6.2f} ms")
     if not args.only_batch:
         always = results["always"]
-        print(f"the local log synced on every request instead: p50 {always['p50_ms']:.2f} ms, p99 {always['p99_ms']:.2f} ms, "
-              f"batch {results['batch_always']['p50_ms']:.2f} ms")
+        print(f"the local log synced on every request instead: p50 {always['p50_ms']:.2f} ms, "
+              f"p99 {always['p99_ms']:.2f} ms, batch {results['batch_always']['p50_ms']:.2f} ms")
 
 
 def one_row_figures(args, results: dict, paired, slice_costs: list[float]) -> None:
