@@ -834,3 +834,9 @@ def test_prediction_ids_are_unique_time_ordered_version_7_uuids(make_ids):
     assert [str(u) for u in parsed] == ids  # canonical lower-case text, as the store keeps it
     assert {before <= u.int >> 80 <= after for u in parsed} == {True}  # the first 48 bits: Unix ms
     assert max(ids) < min(later)  # text order is time order, a millisecond apart
+
+
+def test_a_batch_of_ids_follows_its_rows():
+    ids = prediction_ids(3_000)  # one millisecond for the batch, then a counter in row order
+    assert ids == sorted(ids) and len(set(ids)) == 3_000
+    assert uuid.UUID(ids[0]).version == 7 and uuid.UUID(ids[-1]).variant == uuid.RFC_4122
