@@ -153,7 +153,7 @@ def test_a_model_past_its_age_asks_for_a_retrain_by_its_age_and_says_so():
     old = Evidence(model_age_days=40.2)
     assert retrain_reasons(old, auc_floor=0.6) == (None, [])  # no limit by default
     trigger, reasons = retrain_reasons(old, auc_floor=0.6, max_age_days=35)
-    assert trigger == "age" and reasons == ["its newest training data is 40 days old (at most 35)"]
+    assert trigger == "age" and reasons == ["the newest retrain's data is 40 days old (at most 35)"]
     assert retrain_reasons(Evidence(model_age_days=34.9), auc_floor=0.6, max_age_days=35) == (None, [])
     assert retrain_reasons(Evidence(model_age_days=None), auc_floor=0.6, max_age_days=35) == (None, [])  # no time axis
     # A finding keeps its trigger; the age is one more reason.
