@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .monitoring import ALERT, FLAG
+from .monitoring import ALARM_LEVELS, ALERT
 
 QUIET_DAYS = 7.0
 
@@ -27,7 +27,7 @@ def raised_alarms(checks: pd.DataFrame, quiet_days: float = QUIET_DAYS) -> pd.Da
     its episode: `episode_checks` (flagged checks in it), `episode_last` (the newest one's time) and
     `episode_columns` (every column drifted in it, most often first)."""
     columns = [*checks.columns, "episode_checks", "episode_last", "episode_columns"]
-    flagged = checks[checks["level"].isin([FLAG, ALERT])].assign(when=lambda c: check_times(c))
+    flagged = checks[checks["level"].isin(ALARM_LEVELS)].assign(when=lambda c: check_times(c))
     quiet = pd.Timedelta(days=quiet_days)
     raised, episodes = [], {}  # raised: (raising check, its episode); episodes: version -> open episode
     for index, check in flagged.iterrows():

@@ -12,6 +12,7 @@ from .estimation import PerformanceEstimate
 from .live_comparison import CHALLENGER_BETTER, LiveComparison, delong_covariance
 
 OK, WARN, FLAG, ALERT = "ok", "warn", "flag", "alert"
+ALARM_LEVELS = (FLAG, ALERT)  # drift that matters: the levels that ask for a retrain and raise alarms
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class DriftAssessment:
 
     @property
     def retrain(self) -> bool:
-        return self.level in (FLAG, ALERT)
+        return self.level in ALARM_LEVELS
 
     def summary(self) -> str:
         return f"{self.level}: " + "; ".join(self.reasons or ["no drift"])

@@ -189,8 +189,9 @@ class Monitor:
         data, and counting from the old champion would ask again at every tick after a rejection."""
         evidence = self._evidence(check, version, self.store.latest_predictions(rows, model_version=version, labelled=True),
                                   min_labels)  # fmt: skip
-        newest = (self.registry.newest_version() or version) if age else None
-        return replace(evidence, model_age_days=self.model_age_days(newest)) if age else evidence
+        if not age:
+            return evidence
+        return replace(evidence, model_age_days=self.model_age_days(self.registry.newest_version() or version))
 
     def model_age_days(self, version: str) -> float | None:
         """Days from the end of the version's data window to now, on the platform clock (simulated in

@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from retrain_platform.core.alarms import raised_alarms
-from retrain_platform.core.monitoring import ALERT, FLAG
+from retrain_platform.core.monitoring import ALARM_LEVELS
 from retrain_platform.core.training import TrainParams
 from retrain_platform.datasets import get_spec
 from retrain_platform.decisions.folder import DecisionFolder
@@ -102,9 +102,11 @@ def rejections(registry: ModelRegistry) -> list[dict]:
     return out
 
 
-def targets(settings: Settings, table: pd.DataFrame, start: str, made: list[dict], promoted: list[dict]) -> list[str]:
+def targets(table: pd.DataFrame, start: str, made: list[dict], promoted: list[dict], checks: pd.DataFrame,
+            alarms: pd.DataFrame) -> list[str]:  # fmt: skip
     """The replay's targets, each with its measured value and verdict (`made`: the decisions,
-    `promoted`: the promotions, as `decisions` and `promotions` give them)."""
+    `promoted`: the promotions, `checks` and `alarms`: as `decisions`, `promotions` and
+    `drift_alarms` give them)."""
     mean = table.mean()
     served = mean[PLATFORM]
     static = mean[next(column for column in table.columns if column.startswith(STATIC))]
@@ -112,8 +114,7 @@ def targets(settings: Settings, table: pd.DataFrame, start: str, made: list[dict
     retrains = sum(d["retrain"] for d in made)
     oracle_retrains = len(table)  # each oracle retrains on the 1st of every replayed month
     lowered = [p for p in promoted if not p["holdout_auc"] >= p["champion_holdout_auc"]]  # NaN counts as lowered
-    checks, alarms = drift_alarms(settings)
-    flagged = int(checks["level"].isin([FLAG, ALERT]).sum())
+    flagged = int(checks["level"].isin(ALARM_LEVELS).sum())
 
     def row(name, value, goal, ok):
         return f"| {name} | {value} | {goal} | {'met' if ok else '**missed**'} |"
@@ -136,11 +137,11 @@ def summary(settings: Settings, table: pd.DataFrame, start: str) -> str:
     history = registry.history()
     made = decisions(settings)
     aucs = {p["version"]: p for p in promotions(registry)}
-    lines = targets(settings, table, start, made, list(aucs.values()))
+    checks, alarms = drift_alarms(settings)  # the whole log, read once
+    lines = targets(table, start, made, list(aucs.values()), checks, alarms)
     lines += ["## Monthly AUC", "", "| month | " + " | ".join(table.columns) + " |", "|---|" + "---|" * len(table.columns)]
     lines += [f"| {month} | " + " | ".join(f"{v:.3f}" for v in row) + " |" for month, row in table.iterrows()]
     lines += ["| **mean** | " + " | ".join(f"**{v:.3f}**" for v in table.mean()) + " |", ""]
-    _, alarms = drift_alarms(settings)
     months = pd.to_datetime(alarms["event_time"]).dt.strftime("%Y-%m").value_counts().sort_index()
     lines += [f"## Drift alarms ({len(alarms)}; per month: "
               + (", ".join(f"{m} {n}" for m, n in months.items()) or "none") + ")", ""]
